@@ -1,0 +1,1 @@
+"""Everything between the latent and the bytes (plain torch/numpy; no training stack)."""

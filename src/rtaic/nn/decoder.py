@@ -1,0 +1,56 @@
+"""Decoder: the counterpart of the encoder, run in reverse.
+
+    z   = Joint(q)                                   (joint convs on the latent grid)
+    h_m = Refine_m(Unalign_m(z))                     (latent grid -> scale m)
+    r_{M-1} = h_{M-1};  r_m = lrelu(Up_m(r_{m+1})) + h_m   (learned 4x4 stride-2 upsamplers)
+    x_hat = Out(r_0) + 0.5
+
+The output is not clamped during training (the loss sees the raw values); inference
+clamps it to [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rtaic.nn.layers import act, conv, extractor, resample
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        channels: list[int],
+        align_channels: int,
+        latent_channels: int,
+        latent_stride_log2: int = 3,
+        extractor_depth: int = 1,
+        joint_layers: int = 2,
+        out_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.scales = len(channels)
+        joint: list[nn.Module] = [conv(latent_channels, align_channels), act()]
+        for _ in range(joint_layers - 1):
+            joint += [conv(align_channels, align_channels), act()]
+        self.joint = nn.Sequential(*joint)
+        self.unalign = nn.ModuleList(
+            nn.Sequential(resample(align_channels, channels[m], m - latent_stride_log2), act())
+            for m in range(self.scales)
+        )
+        self.refine = nn.ModuleList(
+            extractor(channels[m], channels[m], extractor_depth) for m in range(self.scales)
+        )
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(channels[m + 1], channels[m], 4, stride=2, padding=1), act())
+            for m in range(self.scales - 1)
+        )
+        self.out = conv(channels[0], out_channels)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        z = self.joint(q)
+        r = None
+        for m in reversed(range(self.scales)):
+            h = self.refine[m](self.unalign[m](z))
+            r = h if r is None else self.up[m](r) + h
+        return self.out(r) + 0.5

@@ -1,0 +1,57 @@
+"""Encoder: pyramidal decomposition + interscale alignment (paper section 3.1).
+
+    x_0 = image;  x_m = lrelu(Down_m(x_{m-1}))   (learned 4x4 stride-2 downsamplers)
+    f_m = Extract_m(x_m)                          (learned per-scale extractors)
+    y   = Bound(Joint(sum_m Align_m(f_m)))        (each scale mapped to the latent grid)
+
+Align_m is a strided conv for scales finer than the latent grid and a transposed conv for
+coarser ones, so every scale lands on the same (H / stride, W / stride) grid. The output
+is bounded to (-1, 1), the range of the B-bit quantizer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rtaic.nn.layers import act, conv, extractor, resample
+
+
+class Encoder(nn.Module):
+    def __init__(
+        self,
+        channels: list[int],
+        align_channels: int,
+        latent_channels: int,
+        latent_stride_log2: int = 3,
+        extractor_depth: int = 1,
+        joint_layers: int = 2,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.scales = len(channels)
+        ins = [in_channels] + list(channels[1:])
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(ins[m - 1], channels[m], 4, stride=2, padding=1), act())
+            for m in range(1, self.scales)
+        )
+        self.extract = nn.ModuleList(
+            extractor(ins[m], channels[m], extractor_depth) for m in range(self.scales)
+        )
+        self.align = nn.ModuleList(
+            resample(channels[m], align_channels, latent_stride_log2 - m) for m in range(self.scales)
+        )
+        joint: list[nn.Module] = [act()]
+        for _ in range(joint_layers - 1):
+            joint += [conv(align_channels, align_channels), act()]
+        joint += [conv(align_channels, latent_channels)]
+        self.joint = nn.Sequential(*joint)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for m in range(self.scales):
+            if m > 0:
+                x = self.down[m - 1](x)
+            aligned = self.align[m](self.extract[m](x))
+            total = aligned if total is None else total + aligned
+        return torch.tanh(self.joint(total))
