@@ -1,0 +1,73 @@
+"""What a checkpoint must carry to rebuild the codec without the training stack.
+
+A Lightning checkpoint of the training module is a dict; besides Lightning's own keys it
+holds ``checkpoint["rtaic"]`` (plain types only, no pickled classes):
+
+    {"format": 1,
+     "architecture": Architecture.to_dict(),
+     "probability_table": [int, ...]}      # BitContextModel.probability_table()
+
+and in ``checkpoint["state_dict"]`` the weights under the prefixes ``autoencoder.`` and
+``context_model.`` (other prefixes, such as ``discriminator.``, are ignored here).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rtaic.coding.context import BitContextModel
+from rtaic.nn.autoencoder import Architecture, Autoencoder
+
+FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or not an rtaic model."""
+
+
+def codec_record(autoencoder: Autoencoder, context_model: BitContextModel) -> dict:
+    """The ``checkpoint["rtaic"]`` entry for these networks."""
+    return {
+        "format": FORMAT,
+        "architecture": autoencoder.architecture.to_dict(),
+        "probability_table": context_model.probability_table().tolist(),
+    }
+
+
+@dataclass
+class CodecNetworks:
+    autoencoder: Autoencoder
+    context_model: BitContextModel
+    probability_table: np.ndarray  # int64, units of 2**-16
+
+
+def _sub_state(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_networks(path: str | os.PathLike) -> CodecNetworks:
+    """Rebuild the autoencoder and bit-probability model from a training checkpoint."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    record = ckpt.get("rtaic") if isinstance(ckpt, dict) else None
+    if not record or record.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an rtaic checkpoint (format {FORMAT})")
+    arch = Architecture.from_dict(record["architecture"])
+    autoencoder = Autoencoder(arch)
+    context_model = BitContextModel(arch.latent_channels, arch.bits)
+    state = ckpt["state_dict"]
+    autoencoder.load_state_dict(_sub_state(state, "autoencoder."))
+    context_model.load_state_dict(_sub_state(state, "context_model."))
+    table = np.asarray(record["probability_table"], dtype=np.int64)
+    if table.shape != (context_model.num_contexts,):
+        raise CheckpointError(f"{path}: probability table has the wrong size")
+    return CodecNetworks(autoencoder.eval(), context_model.eval(), table)
