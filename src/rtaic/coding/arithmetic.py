@@ -1,0 +1,114 @@
+"""Adaptive arithmetic coding of the bitplanes (paper 3.2.3) with constriction's range coder.
+
+    planes (N, B, C, H, W) --[contexts -> integer P(1) table -> float64]--> RangeEncoder
+    payload --> RangeDecoder <-> contexts of the already decoded bits, group by group
+
+The bits are coded in the decoding order of :class:`~rtaic.coding.context.BitContextModel`:
+for each plane (MSB magnitude .. LSB, then sign) the parity-0 group ((h + w) even), then the
+parity-1 group; sign bits only where the magnitude is non-zero. Inside a group the bits go
+in row-major (N, C, H, W) order. One constriction call per group, never one per bit.
+
+Probabilities come only from the integer table (units of 2**-16), converted as p / 65536 in
+float64: exact, so both sides see bit-identical numbers whatever the thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import constriction
+import numpy as np
+import torch
+
+from rtaic.coding.bitstream import BitstreamError
+from rtaic.coding.context import PROBABILITY_BITS, BitContextModel, parity_mask
+
+_FAMILY = constriction.stream.model.Bernoulli(perfect=False)
+
+
+def probabilities(table: np.ndarray) -> np.ndarray:
+    """Integer table -> float64 P(bit = 1), exactly (division by a power of two)."""
+    table = np.asarray(table)
+    if table.dtype.kind not in "iu":
+        raise TypeError("the probability table must hold integers")
+    return table.astype(np.float64) / float(2**PROBABILITY_BITS)
+
+
+def _groups(planes: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(plane, parity, (H, W) parity mask) in coding order."""
+    odd = parity_mask(planes.shape[-2], planes.shape[-1], planes.device)
+    even = ~odd
+    for p in range(planes.shape[1]):
+        yield p, 0, even
+        yield p, 1, odd
+
+
+def _group_mask(planes, model, p: int, where: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) bool: the bits of plane p in this group that are coded."""
+    coded = model.coded_mask(planes, p)
+    mask = where.expand(planes[:, p].shape)
+    return mask if coded is None else mask & coded
+
+
+def encode_planes(
+    planes: torch.Tensor, model: BitContextModel, table: np.ndarray
+) -> tuple[bytes, float]:
+    """Code (N, B, C, H, W) uint8 planes; returns (payload, ideal code length in bits).
+
+    The ideal length (-sum log2 P(coded bit)) is what the model promises; the payload is
+    within a few bytes of it.
+    """
+    planes = planes.to(torch.uint8).cpu()
+    p1 = probabilities(table)
+    encoder = constriction.stream.queue.RangeEncoder()
+    ideal = 0.0
+    contexts = None
+    for p, parity, where in _groups(planes):
+        if parity == 0:
+            # On the encoder side all bits are known, so one context pass per plane is valid
+            # for both groups: parity-0 contexts never look at plane p, parity-1 contexts look
+            # only at plane p's parity-0 bits (see BitContextModel.plane_contexts).
+            contexts = model.plane_contexts(planes, p)
+        mask = _group_mask(planes, model, p, where)
+        ctx = contexts[mask].numpy()
+        if ctx.size == 0:
+            continue
+        bits = planes[:, p][mask].numpy().astype(np.int32)
+        probs = p1[ctx]
+        encoder.encode(bits, _FAMILY, probs)
+        chosen = np.where(bits == 1, probs, 1.0 - probs)
+        ideal -= float(np.log2(chosen).sum())
+    words = encoder.get_compressed()
+    return words.astype("<u4").tobytes(), ideal
+
+
+def decode_planes(
+    payload: bytes, model: BitContextModel, table: np.ndarray, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """Inverse of :func:`encode_planes` for planes of ``shape`` (N, B, C, H, W).
+
+    Raises :class:`BitstreamError` if the payload is not a whole number of 32-bit words, the
+    coder rejects it, or it holds data beyond the last coded bit.
+    """
+    if len(payload) % 4:
+        raise BitstreamError("payload is not a whole number of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    p1 = probabilities(table)
+    planes = torch.zeros(shape, dtype=torch.uint8)
+    try:
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        for p, _, where in _groups(planes):
+            contexts = model.plane_contexts(planes, p)
+            mask = _group_mask(planes, model, p, where)
+            ctx = contexts[mask].numpy()
+            if ctx.size == 0:
+                continue
+            bits = decoder.decode(_FAMILY, p1[ctx])
+            plane = planes[:, p]
+            plane[mask] = torch.from_numpy(bits.astype(np.uint8))
+        exhausted = decoder.maybe_exhausted()
+    except (ValueError, RuntimeError, OverflowError) as e:  # constriction's decode errors
+        raise BitstreamError(f"corrupt payload: {e}") from e
+    if not exhausted:
+        raise BitstreamError("corrupt payload: data left over after the last coded bit")
+    return planes

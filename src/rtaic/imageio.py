@@ -1,0 +1,169 @@
+"""Any PIL image <-> the codec's RGB pixels, and back to the input's mode on decode.
+
+The networks see RGB in [0, 1]. :func:`prepare` turns every PIL mode into an (H, W, 3) array
+plus the scale that maps it to [0, 1] (kept in its integer dtype so that a 4000x3000 photo is
+not copied to float32 whole); the codec converts tile by tile. :class:`Canvas` collects the
+decoded tiles in the dtype and channel count of the mode to restore.
+
+    RGB, RGBX, CMYK, YCbCr, HSV, P    colour, restored to the same mode (P: adaptive palette)
+    L, 1                              grey, coded as R = G = B, restored as luma (1: >= 50 %)
+    I;16*, I                          16-bit grey: coded from the 16-bit values, restored as
+                                      16-bit (I;16) or I; values outside 0..65535 are clipped
+    F                                 float grey, range 0..255 (Pillow's convention)
+    RGBA, LA, PA, RGBa, La, P + tRNS  alpha: coded only if fully opaque (restored as opaque
+                                      RGBA / LA); any transparency is refused with
+                                      :class:`ImageModeError`, never silently dropped
+    anything else Pillow can convert  coded as RGB, decoded as RGB
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rtaic.coding.bitstream import MAX_PIXELS, MAX_SIDE
+
+_GREY_8 = {"L", "1"}
+_GREY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_ALPHA = {"RGBA": "RGBA", "LA": "LA", "PA": "RGBA", "RGBa": "RGBA", "La": "LA"}
+_COLOUR = {"RGB", "RGBX", "CMYK", "YCbCr", "HSV", "P"}
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's convert("L")
+
+
+class ImageModeError(ValueError):
+    """An image the codec cannot represent faithfully (e.g. transparency, absurd size)."""
+
+
+@dataclass
+class Prepared:
+    pixels: np.ndarray  # (H, W, 3), uint8 / uint16 / float32
+    scale: float  # pixels / scale is in [0, 1]
+    mode: str  # the mode decompress() restores (a bitstream.MODES entry)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)"""
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+    def tile(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        """Pixels [top, top + height) x [left, left + width) as (1, 3, h, w) float32 in [0, 1];
+        rows and columns beyond the image repeat the last one (replicate padding)."""
+        h, w = self.size
+        region = self.pixels[top : min(top + height, h), left : min(left + width, w)]
+        x = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))
+        x = x.permute(2, 0, 1).unsqueeze(0).div_(self.scale)
+        ph, pw = top + height - min(top + height, h), left + width - min(left + width, w)
+        if ph or pw:
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x
+
+
+def _check_opaque(image: Image.Image) -> None:
+    alpha = image.getchannel("A")
+    if alpha.getextrema() != (255, 255):
+        raise ImageModeError(
+            f"image has transparency (mode {image.mode}); rtaic codes colour only and will not "
+            "drop alpha silently: flatten it onto a background first, e.g. "
+            "Image.alpha_composite(background, image).convert('RGB')"
+        )
+
+
+def prepare(image: Image.Image) -> Prepared:
+    """Normalise any PIL image to RGB pixels and the mode to restore."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(image).__name__}")
+    w, h = image.size
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE) or w * h > MAX_PIXELS:
+        raise ImageModeError(
+            f"image of {w}x{h} pixels is outside the supported range "
+            f"(1..{MAX_SIDE} per side, at most {MAX_PIXELS} pixels)"
+        )
+    mode = image.mode
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        _check_opaque(image)
+        return Prepared(np.asarray(image.convert("RGB")), 255.0, "P")
+    if mode in _ALPHA:
+        if mode in ("RGBa", "La"):  # premultiplied: check alpha on the straight version
+            image = image.convert("RGBA")
+        _check_opaque(image)
+        restore = _ALPHA[mode]
+        rgb = image.convert("RGB") if restore == "RGBA" else image.convert("L").convert("RGB")
+        return Prepared(np.asarray(rgb), 255.0, restore)
+    if mode in _GREY_16:
+        grey = np.asarray(image)
+        if grey.dtype != np.uint16:
+            grey = np.clip(grey, 0, 65535).astype(np.uint16)
+        return Prepared(np.repeat(grey[:, :, None], 3, axis=2), 65535.0, "I" if mode == "I" else "I;16")
+    if mode == "F":
+        grey = np.clip(np.asarray(image, dtype=np.float32), 0.0, 255.0)
+        grey = np.nan_to_num(grey, nan=0.0)
+        return Prepared(np.repeat(grey[:, :, None], 3, axis=2), 255.0, "F")
+    if mode in _GREY_8:
+        return Prepared(np.asarray(image.convert("L").convert("RGB")), 255.0, mode)
+    if mode in _COLOUR:
+        return Prepared(np.asarray(image.convert("RGB")), 255.0, mode)
+    try:
+        rgb = image.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageModeError(f"cannot convert an image of mode {mode} to RGB: {e}") from e
+    return Prepared(np.asarray(rgb), 255.0, "RGB")
+
+
+class Canvas:
+    """The decoded image, filled tile by tile, in the storage of the mode to restore."""
+
+    def __init__(self, height: int, width: int, mode: str) -> None:
+        self.mode = mode
+        self.grey = mode in ("L", "1", "LA", "I;16", "I", "F")
+        if mode in ("I;16", "I"):
+            self.dtype, self.scale = np.uint16, 65535.0
+        elif mode == "F":
+            self.dtype, self.scale = np.float32, 255.0
+        else:
+            self.dtype, self.scale = np.uint8, 255.0
+        shape = (height, width) if self.grey else (height, width, 3)
+        self.pixels = np.zeros(shape, dtype=self.dtype)
+
+    def put(self, top: int, left: int, rgb: torch.Tensor) -> None:
+        """Write a (1, 3, h, w) RGB tile (any range; clamped to [0, 1]) at (top, left)."""
+        x = rgb[0].clamp(0.0, 1.0)
+        if self.grey:
+            r, g, b = _LUMA
+            x = r * x[0] + g * x[1] + b * x[2]
+        else:
+            x = x.permute(1, 2, 0)
+        x = x * self.scale
+        if self.dtype != np.float32:
+            x = x.round_()
+        h, w = x.shape[0], x.shape[1]
+        self.pixels[top : top + h, left : left + w] = x.numpy().astype(self.dtype)
+
+    def image(self) -> Image.Image:
+        """The finished PIL image in the restored mode."""
+        m, px = self.mode, self.pixels
+        if m == "I;16":
+            return Image.fromarray(px)  # uint16 -> I;16
+        if m == "I":
+            return Image.fromarray(px.astype(np.int32))
+        if m == "F":
+            return Image.fromarray(px)
+        if m in ("L", "LA"):
+            out = Image.fromarray(px)
+            if m == "LA":
+                out.putalpha(255)
+            return out
+        if m == "1":
+            return Image.fromarray(px >= 128)
+        out = Image.fromarray(px)
+        if m == "RGB":
+            return out
+        if m == "RGBA":
+            out.putalpha(255)
+            return out
+        if m == "P":
+            return out.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        return out.convert(m)

@@ -1,0 +1,80 @@
+"""Adaptive codelength regularization (paper 3.2.4).
+
+    P(q) = alpha_t / (CHW) * sum_chw [ log2|q_chw| + sum_{(x,y) in S} log2|q_chw - q_{c,h-y,w-x}| ]
+    S = {(0,1), (1,0), (1,1), (-1,1)}
+
+The penalty pulls the quantized latent towards zero and towards its neighbours, which the
+bit-probability model then codes cheaply. The coefficient alpha_t is steered by
+:class:`ACRCallback`: measured bits per pixel above the target raise it, below lower it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (-1, 1))  # (x, y) offsets of the paper's set S
+
+
+def acr_penalty(q: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """Mean over the batch of the per-image penalty, without alpha."""
+    n, c, h, w = q.shape
+    total = torch.log2(q.abs() + eps).flatten(1).sum(1)
+    padded = F.pad(q, (1, 1, 1, 1), mode="replicate")  # border differences are 0: log2(eps)
+    for dx, dy in NEIGHBOURS:
+        shifted = padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]  # q[c, h - y, w - x]
+        total = total + torch.log2((q - shifted).abs() + eps).flatten(1).sum(1)
+    return (total / (c * h * w)).mean()
+
+
+class ACRCallback(pl.Callback):
+    """Feedback loop on alpha: alpha <- clip(alpha * exp(gain * clip(log(bpp / target), +-1))).
+
+    ``bpp`` is a running mean (``momentum``) of the bit-probability model's code length on
+    training batches, i.e. what the arithmetic coder would spend. alpha lives in the
+    module as the buffer ``acr_alpha`` (so it is checkpointed); the running bpp is this
+    callback's state.
+    """
+
+    def __init__(
+        self,
+        target_bpp: float,
+        gain: float = 0.02,
+        momentum: float = 0.9,
+        alpha_min: float = 1e-5,
+        alpha_max: float = 1e3,
+    ) -> None:
+        if target_bpp <= 0:
+            raise ValueError("target_bpp must be positive")
+        self.target_bpp, self.gain, self.momentum = target_bpp, gain, momentum
+        self.alpha_min, self.alpha_max = alpha_min, alpha_max
+        self.running_bpp: float | None = None
+
+    def update(self, alpha: float, measured_bpp: float) -> float:
+        """One feedback step; returns the new alpha."""
+        if not math.isfinite(measured_bpp):
+            return alpha
+        m = self.momentum
+        self.running_bpp = (
+            measured_bpp if self.running_bpp is None else m * self.running_bpp + (1 - m) * measured_bpp
+        )
+        error = max(-1.0, min(1.0, math.log(max(self.running_bpp, 1e-9) / self.target_bpp)))
+        return min(self.alpha_max, max(self.alpha_min, alpha * math.exp(self.gain * error)))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bpp = getattr(pl_module, "last_train_bpp", None)
+        if bpp is None:
+            return
+        new_alpha = self.update(float(pl_module.acr_alpha), float(bpp))
+        pl_module.acr_alpha.fill_(new_alpha)
+        pl_module.log("train/acr_alpha", new_alpha)
+        pl_module.log("train/bpp_running", self.running_bpp)
+
+    def state_dict(self) -> dict:
+        return {"running_bpp": self.running_bpp}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.running_bpp = state_dict.get("running_bpp")

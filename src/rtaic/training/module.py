@@ -1,0 +1,169 @@
+"""The training LightningModule: autoencoder + bit-probability model, manual optimization.
+
+One training step (generator side):
+
+    x -> Autoencoder -> (x_hat, y, q)
+    loss_G   = 1 - MS-SSIM(x_hat, x)  +  alpha_t * ACR(q)         -> autoencoder
+    loss_ctx = code length of bitplanes(q) under the context model -> context model only
+    bpp      = loss_ctx / pixels  (what the arithmetic coder spends; ACRCallback steers alpha)
+
+Both losses go through a single backward (their parameters are disjoint, the bitplanes are
+detached), so the step is DDP-friendly. A non-finite loss or gradient skips the step,
+is counted (``skipped_steps``, checkpointed) and never touches the weights.
+"""
+
+from __future__ import annotations
+
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+
+from rtaic.checkpoint import codec_record
+from rtaic.coding.bitplanes import to_bitplanes
+from rtaic.coding.context import BitContextModel
+from rtaic.coding.quantize import quantize_levels
+from rtaic.metrics import msssim_window, psnr
+from rtaic.nn.autoencoder import Architecture, Autoencoder, latent_channels_for
+from rtaic.training.acr import acr_penalty
+from rtaic.training.losses import msssim_loss
+
+
+class RTAICModule(pl.LightningModule):
+    def __init__(
+        self,
+        architecture: dict,
+        target_bpp: float,
+        total_to_target_ratio: float = 4.0,
+        lr: float = 3e-4,
+        lr_milestones: tuple[int, ...] = (),
+        lr_gamma: float = 0.2,
+        context_lr: float = 1e-2,
+        grad_clip: float = 1.0,
+        acr_epsilon: float = 1e-2,
+        train_crop_size: int = 128,
+        val_images_logged: int = 4,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.save_hyperparameters()
+        arch = dict(architecture)
+        if arch.get("latent_channels") is None:
+            arch["latent_channels"] = latent_channels_for(
+                target_bpp, total_to_target_ratio, arch.get("latent_stride_log2", 3), arch.get("bits", 6)
+            )
+        self.architecture = Architecture.from_dict(arch)
+        self.autoencoder = Autoencoder(self.architecture)
+        self.context_model = BitContextModel(self.architecture.latent_channels, self.architecture.bits)
+        self.register_buffer("acr_alpha", torch.tensor(1.0))
+        self.register_buffer("skipped_steps", torch.tensor(0, dtype=torch.long))
+        self.train_window = msssim_window(train_crop_size)
+        self.last_train_bpp: float | None = None
+
+    # -- shared pieces ----------------------------------------------------------------
+    def estimated_bpp(self, y: torch.Tensor, pixels: int) -> torch.Tensor:
+        """Per-image code length of the quantized latent under the context model, in bpp."""
+        bits = self.architecture.bits
+        planes = to_bitplanes(quantize_levels(y, bits), bits)
+        return self.context_model(planes) / pixels
+
+    def reconstruction_losses(self, x: torch.Tensor) -> dict:
+        out = self.autoencoder(x)
+        rec, msssim = msssim_loss(out.x_hat, x, self.architecture.color_space, self.train_window)
+        penalty = acr_penalty(out.q, self.hparams.acr_epsilon)
+        bpp = self.estimated_bpp(out.y, x.shape[-2] * x.shape[-1])
+        return {"out": out, "rec": rec, "msssim": msssim.mean(), "acr": penalty, "bpp": bpp.mean()}
+
+    # -- training ---------------------------------------------------------------------
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        opt_g, opt_ctx = self.optimizers()[:2]
+        sched_g = self.lr_schedulers()
+        sched_g = sched_g[0] if isinstance(sched_g, list) else sched_g
+        r = self.reconstruction_losses(batch)
+        loss_g = r["rec"] + self.acr_alpha * r["acr"]
+        loss = loss_g + r["bpp"]
+        if not torch.isfinite(loss):
+            self._skip("loss")
+            return
+        opt_g.zero_grad(set_to_none=True)
+        opt_ctx.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.autoencoder.parameters(), self.hparams.grad_clip)
+        if not torch.isfinite(grad_norm):
+            opt_g.zero_grad(set_to_none=True)
+            opt_ctx.zero_grad(set_to_none=True)
+            self._skip("gradient")
+            return
+        opt_g.step()
+        opt_ctx.step()
+        sched_g.step()
+        self.last_train_bpp = float(r["bpp"])
+        self.log_dict(
+            {
+                "train/loss": loss_g.detach(),
+                "train/msssim": r["msssim"].detach(),
+                "train/acr_penalty": r["acr"].detach(),
+                "train/bpp": r["bpp"].detach(),
+                "train/grad_norm": grad_norm,
+                "train/lr": opt_g.param_groups[0]["lr"],
+            },
+            prog_bar=False,
+        )
+        self.log("bpp", r["bpp"].detach(), prog_bar=True, logger=False)
+        self.log("msssim", r["msssim"].detach(), prog_bar=True, logger=False)
+
+    def _skip(self, what: str) -> None:
+        self.skipped_steps += 1
+        self.last_train_bpp = None
+        self.log("train/skipped_steps", self.skipped_steps.float())
+        if self.trainer is not None and self.global_rank == 0:
+            print(f"rtaic: non-finite {what} at step {self.global_step}; step skipped "
+                  f"({int(self.skipped_steps)} so far)")
+
+    # -- validation -------------------------------------------------------------------
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        out = self.autoencoder(batch)
+        x_hat = out.x_hat.clamp(0, 1)
+        cs = self.architecture.color_space
+        score = msssim_loss(x_hat, batch, cs, msssim_window(min(batch.shape[-2:])))[1].mean()
+        bpp = self.estimated_bpp(out.y, batch.shape[-2] * batch.shape[-1]).mean()
+        target = self.hparams.target_bpp
+        # model selection: MS-SSIM, minus a penalty for overshooting the target by > 10 %
+        rd_score = score - max(0.0, float(bpp) / target - 1.1)
+        self.log_dict(
+            {
+                "val/msssim": score,
+                "val/bpp": bpp,
+                "val/psnr": psnr(x_hat, batch).mean(),
+                "val/score": rd_score,
+            },
+            batch_size=batch.shape[0],
+            sync_dist=True,
+        )
+        if batch_idx == 0:
+            self._log_reconstructions(batch, x_hat)
+
+    def _log_reconstructions(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        k = self.hparams.val_images_logged
+        if not k or self.global_rank != 0:
+            return
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                pairs = [torch.cat([a, b], dim=-1).cpu() for a, b in zip(x[:k], x_hat[:k], strict=True)]
+                logger.log_image(
+                    key="val/reconstructions",
+                    images=pairs,
+                    caption=["original | reconstruction"] * len(pairs),
+                    step=self.global_step,
+                )
+
+    # -- optimizers & checkpoints -----------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.Adam(self.autoencoder.parameters(), lr=hp.lr)
+        opt_ctx = torch.optim.Adam(self.context_model.parameters(), lr=hp.context_lr)
+        sched_g = torch.optim.lr_scheduler.MultiStepLR(opt_g, list(hp.lr_milestones), hp.lr_gamma)
+        return [opt_g, opt_ctx], [{"scheduler": sched_g, "interval": "step"}]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rtaic"] = codec_record(self.autoencoder, self.context_model)
