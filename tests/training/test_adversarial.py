@@ -58,7 +58,9 @@ def test_losses_and_accuracy():
     labels = torch.tensor([1.0, 0.0, 0.0, 0.0])
     assert batch_accuracy(logits, labels) == 0.75
     # confusion is D's loss with the labels flipped
-    torch.testing.assert_close(confusion_loss(logits, labels), discriminator_loss(logits, 1 - labels))
+    torch.testing.assert_close(
+        confusion_loss(logits, labels), discriminator_loss(logits, 1 - labels)
+    )
     assert discriminator_loss(logits, labels) < confusion_loss(logits, labels)
 
 
@@ -92,7 +94,9 @@ def test_below_lower_bound_trains_the_discriminator_only():
     for _ in range(3):
         d = s.decide()
         assert (d.state, d.train_discriminator, d.confuse_generator) == (
-            GateState.DISCRIMINATOR, True, False,
+            GateState.DISCRIMINATOR,
+            True,
+            False,
         )
 
 
@@ -101,7 +105,9 @@ def test_above_upper_bound_confuses_only_and_freezes_d():
     for _ in range(3):
         d = s.decide()
         assert (d.state, d.train_discriminator, d.confuse_generator) == (
-            GateState.GENERATOR, False, True,
+            GateState.GENERATOR,
+            False,
+            True,
         )
 
 
@@ -180,8 +186,8 @@ def test_balanced_confusion_gradient_has_ratio_times_the_reconstruction_norm():
     rec_loss = (x_hat - x).pow(2).mean()
     pair, labels = make_pairs(x, x_hat, torch.Generator().manual_seed(0))
     adv_loss = 1000.0 * confusion_loss(disc(pair).squeeze(1), labels)  # wildly out of scale
-    g_rec, = torch.autograd.grad(rec_loss, x_hat, retain_graph=True)
-    g_adv, = torch.autograd.grad(adv_loss, x_hat, retain_graph=True)
+    (g_rec,) = torch.autograd.grad(rec_loss, x_hat, retain_graph=True)
+    (g_adv,) = torch.autograd.grad(adv_loss, x_hat, retain_graph=True)
     b = balance_gradients(g_rec, g_adv, ratio=0.3)
 
     assert b.rec_norm == pytest.approx(g_rec.norm().item())
