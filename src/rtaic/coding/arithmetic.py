@@ -15,6 +15,7 @@ float64: exact, so both sides see bit-identical numbers whatever the thread coun
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import constriction
 import numpy as np
@@ -24,6 +25,26 @@ from rtaic.coding.bitstream import BitstreamError
 from rtaic.coding.context import PROBABILITY_BITS, BitContextModel, parity_mask
 
 _FAMILY = constriction.stream.model.Bernoulli(perfect=False)
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch ops on one thread for the duration (restored after, even on error).
+
+    The context ops are many small tensor ops; on this 2-core machine shared with other
+    processes, torch's intra-op thread pool made them up to 20x slower (threads waiting at
+    barriers for a descheduled peer), while one thread is fast and steady. The setting is
+    process-wide: do not run other torch work in parallel threads meanwhile.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def probabilities(table: np.ndarray) -> np.ndarray:
@@ -58,8 +79,11 @@ def encode_planes(
     The ideal length (-sum log2 P(coded bit)) is what the model promises; the payload is
     within a few bytes of it.
     """
-    planes = planes.to(torch.uint8).cpu()
-    p1 = probabilities(table)
+    with single_thread():
+        return _encode(planes.to(torch.uint8).cpu(), model, probabilities(table))
+
+
+def _encode(planes: torch.Tensor, model: BitContextModel, p1: np.ndarray) -> tuple[bytes, float]:
     encoder = constriction.stream.queue.RangeEncoder()
     ideal = 0.0
     contexts = None
@@ -93,7 +117,11 @@ def decode_planes(
     if len(payload) % 4:
         raise BitstreamError("payload is not a whole number of 32-bit words")
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    p1 = probabilities(table)
+    with single_thread():
+        return _decode(words, model, probabilities(table), shape)
+
+
+def _decode(words: np.ndarray, model: BitContextModel, p1: np.ndarray, shape) -> torch.Tensor:
     planes = torch.zeros(shape, dtype=torch.uint8)
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
