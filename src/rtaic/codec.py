@@ -1,0 +1,225 @@
+"""The codec: a trained checkpoint turned into compress(image) -> bytes -> decompress.
+
+    image -> imageio.prepare -> [tiles] -> colour space -> Encoder -> y -> quantize -> levels
+          -> bitplanes -> arithmetic.encode_planes (contexts + range coder) -> header + payload
+    bytes -> header -> arithmetic.decode_planes -> levels -> [tiles] -> Decoder -> RGB
+          -> imageio.Canvas (the input's mode)
+
+Tiling (bounded memory for any image size): the networks run on tiles of ``tile`` x ``tile``
+pixels on a grid aligned to the model stride, each extended by ``margin`` pixels of
+context on every side; only the tile's own part of the output is kept. The latent is
+coded whole, so tiling changes neither the bits nor the context model; an image within one
+tile (every Kodak image with the default 1024) runs exactly as the autoencoder does. Tile
+and margin are written in the header, so the decoder reproduces the encoder's
+reconstruction exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rtaic.checkpoint import CodecNetworks, load_networks
+from rtaic.coding import bitstream
+from rtaic.coding.arithmetic import decode_planes, encode_planes, single_thread
+from rtaic.coding.bitplanes import from_bitplanes, to_bitplanes
+from rtaic.coding.bitstream import BitstreamError, Header
+from rtaic.coding.quantize import dequantize, quantize_levels
+from rtaic.color import from_space, to_space
+from rtaic.imageio import Canvas, Prepared, prepare
+
+DEFAULT_TILE = 1024
+DEFAULT_MARGIN = 128
+
+
+class EncodeResult(NamedTuple):
+    data: bytes  # the .rtaic file
+    estimated_bits: float  # the model's ideal code length of the payload
+    timings: dict[str, float]  # seconds: network, entropy (contexts + coder), total
+    reconstruction: Image.Image | None  # what decompress(data) returns, if asked for
+
+    @property
+    def header_bytes(self) -> int:
+        return bitstream.HEADER_SIZE
+
+
+class DecodeResult(NamedTuple):
+    image: Image.Image
+    timings: dict[str, float]
+
+
+def model_fingerprint(networks: CodecNetworks) -> bytes:
+    """8 bytes of sha256 over the architecture, the probability table and the weights."""
+    h = hashlib.sha256()
+    arch = networks.autoencoder.architecture
+    h.update(json.dumps(arch.to_dict(), sort_keys=True).encode())
+    h.update(np.ascontiguousarray(networks.probability_table, dtype="<i8").tobytes())
+    for name, t in sorted(networks.autoencoder.state_dict().items()):
+        a = t.detach().cpu().contiguous().numpy()
+        h.update(name.encode())
+        h.update(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.digest()[:8]
+
+
+def _spans(length: int, tile: int, margin: int) -> Iterator[tuple[int, int, int, int]]:
+    """(core start, core end, region start, region end) along one axis."""
+    for c0 in range(0, length, tile):
+        c1 = min(c0 + tile, length)
+        yield c0, c1, max(0, c0 - margin), min(length, c1 + margin)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+class Codec:
+    """compress(PIL image) -> bytes and decompress(bytes) -> PIL image of the same size and
+    mode, for one trained model. Inference only, on the CPU."""
+
+    def __init__(
+        self, networks: CodecNetworks, tile: int = DEFAULT_TILE, margin: int = DEFAULT_MARGIN
+    ) -> None:
+        self.networks = networks
+        self.autoencoder = networks.autoencoder.eval().cpu()
+        self.context_model = networks.context_model.eval().cpu()
+        self.table = np.asarray(networks.probability_table, dtype=np.int64)
+        self.architecture = a = self.autoencoder.architecture
+        if self.table.shape != (self.context_model.num_contexts,):
+            raise ValueError("probability table does not fit the context model")
+        if tile < 1 or margin < 0:
+            raise ValueError(f"bad tiling: tile {tile}, margin {margin}")
+        self.tile = _round_up(tile, a.stride)  # multiples of the stride keep tiles aligned
+        self.margin = min(_round_up(margin, a.stride), self.tile)
+        self.fingerprint = model_fingerprint(networks)
+
+    # -- geometry -----------------------------------------------------------------------
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        a = self.architecture
+        s, ls = a.stride, a.latent_stride
+        return a.latent_channels, _round_up(height, s) // ls, _round_up(width, s) // ls
+
+    # -- networks -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def _analyse(self, prep: Prepared) -> torch.Tensor:
+        """Image -> integer latent levels (1, C, h, w), tile by tile."""
+        a = self.architecture
+        ls = a.latent_stride
+        c, lh, lw = self.latent_shape(*prep.size)
+        levels = torch.empty((1, c, lh, lw), dtype=torch.int32)
+        for y0, y1, ry0, ry1 in _spans(lh * ls, self.tile, self.margin):
+            for x0, x1, rx0, rx1 in _spans(lw * ls, self.tile, self.margin):
+                x = to_space(prep.tile(ry0, rx0, ry1 - ry0, rx1 - rx0), a.color_space)
+                y = self.autoencoder.encoder(x)
+                y = y[..., (y0 - ry0) // ls : (y1 - ry0) // ls, (x0 - rx0) // ls : (x1 - rx0) // ls]
+                levels[..., y0 // ls : y1 // ls, x0 // ls : x1 // ls] = quantize_levels(y, a.bits)
+        return levels
+
+    @torch.inference_mode()
+    def _synthesize(self, levels: torch.Tensor, height: int, width: int, mode: str, tile: int,
+                    margin: int) -> Image.Image:  # fmt: skip
+        """Integer latent levels -> image of ``mode``, tile by tile."""
+        a = self.architecture
+        ls = a.latent_stride
+        canvas = Canvas(height, width, mode)
+        q = dequantize(levels, a.bits)
+        lh, lw = q.shape[-2:]
+        for y0, y1, ry0, ry1 in _spans(lh, tile // ls, margin // ls):
+            for x0, x1, rx0, rx1 in _spans(lw, tile // ls, margin // ls):
+                out = self.autoencoder.decoder(q[..., ry0:ry1, rx0:rx1])
+                top, bottom = y0 * ls, min(y1 * ls, height)
+                left, right = x0 * ls, min(x1 * ls, width)
+                out = out[..., top - ry0 * ls : bottom - ry0 * ls, left - rx0 * ls : right - rx0 * ls]
+                canvas.put(top, left, from_space(out, a.color_space))
+        return canvas.image()
+
+    # -- API ------------------------------------------------------------------------------
+    def encode(self, image: Image.Image, reconstruct: bool = False) -> EncodeResult:
+        """Compress, with the estimate, the time split and optionally the reconstruction."""
+        t0 = time.perf_counter()
+        prep = prepare(image)
+        t1 = time.perf_counter()
+        levels = self._analyse(prep)
+        t2 = time.perf_counter()
+        with single_thread():
+            planes = to_bitplanes(levels, self.architecture.bits)
+            payload, ideal = encode_planes(planes, self.context_model, self.table)
+        t3 = time.perf_counter()
+        h, w = prep.size
+        header = Header(
+            fingerprint=self.fingerprint,
+            width=w,
+            height=h,
+            mode=prep.mode,
+            color_space=self.architecture.color_space,
+            bits=self.architecture.bits,
+            tile=self.tile,
+            margin=self.margin,
+            latent_shape=tuple(levels.shape[1:]),
+        )
+        data = bitstream.pack(header, payload)
+        t4 = time.perf_counter()
+        timings = {"network": t2 - t1, "entropy": t3 - t2, "total": t4 - t0}
+        recon = None
+        if reconstruct:
+            recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
+        return EncodeResult(data, ideal, timings, recon)
+
+    def read_header(self, data: bytes) -> Header:
+        """Parse and check a bitstream's header against this model (BitstreamError if not)."""
+        header, _ = bitstream.unpack(data)
+        self._check(header)
+        return header
+
+    def _check(self, header: Header) -> None:
+        a = self.architecture
+        if header.fingerprint != self.fingerprint:
+            raise BitstreamError(
+                f"made with a different model (fingerprint {header.fingerprint.hex()}, "
+                f"this model is {self.fingerprint.hex()})"
+            )
+        expected = self.latent_shape(header.height, header.width)
+        if (header.bits, header.color_space, header.latent_shape) != (
+            a.bits,
+            a.color_space,
+            expected,
+        ):
+            raise BitstreamError("header does not match the model (bits, colour space or latent)")
+        if header.tile % a.stride or header.margin % a.stride:
+            raise BitstreamError(f"tiling not aligned to the model stride {a.stride}")
+
+    def decode(self, data: bytes) -> DecodeResult:
+        """Decompress, with the time split."""
+        t0 = time.perf_counter()
+        header, payload = bitstream.unpack(data)
+        self._check(header)
+        c, lh, lw = header.latent_shape
+        shape = (1, self.architecture.bits, c, lh, lw)
+        with single_thread():
+            planes = decode_planes(payload, self.context_model, self.table, shape)
+            levels = from_bitplanes(planes)
+        t1 = time.perf_counter()
+        image = self._synthesize(levels, header.height, header.width, header.mode, header.tile,
+                                 header.margin)  # fmt: skip
+        t2 = time.perf_counter()
+        return DecodeResult(image, {"network": t2 - t1, "entropy": t1 - t0, "total": t2 - t0})
+
+    def compress(self, image: Image.Image) -> bytes:
+        """PIL image -> .rtaic bytes."""
+        return self.encode(image).data
+
+    def decompress(self, data: bytes) -> Image.Image:
+        """.rtaic bytes -> PIL image (same size and mode as the compressed one)."""
+        return self.decode(data).image
+
+
+def load_codec(path: str | os.PathLike, **kwargs) -> Codec:
+    """Build a :class:`Codec` from a training checkpoint (``CheckpointError`` if unusable)."""
+    return Codec(load_networks(path), **kwargs)
