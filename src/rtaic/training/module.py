@@ -7,12 +7,14 @@ One training step (generator side):
     loss_ctx = code length of bitplanes(q) under the context model -> context model only
     bpp      = loss_ctx / pixels  (what the arithmetic coder spends; ACRCallback steers alpha)
 
-Both losses go through a single backward (their parameters are disjoint, the bitplanes are
-detached), so the step is DDP-friendly. A non-finite loss or gradient skips the step,
+Both losses go through a single backward and a single optimizer step (their parameters are
+disjoint, the bitplanes are detached), so the step is DDP-friendly. A non-finite loss or gradient skips the step,
 is counted (``skipped_steps``, checkpointed) and never touches the weights.
 """
 
 from __future__ import annotations
+
+import bisect
 
 
 import pytorch_lightning as pl
@@ -43,6 +45,7 @@ class RTAICModule(pl.LightningModule):
         acr_epsilon: float = 1e-2,
         train_crop_size: int = 128,
         val_images_logged: int = 4,
+        max_consecutive_skips: int = 50,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -59,6 +62,7 @@ class RTAICModule(pl.LightningModule):
         self.register_buffer("skipped_steps", torch.tensor(0, dtype=torch.long))
         self.train_window = msssim_window(train_crop_size)
         self.last_train_bpp: float | None = None
+        self._consecutive_skips = 0
 
     # -- shared pieces ----------------------------------------------------------------
     def estimated_bpp(self, y: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -76,7 +80,8 @@ class RTAICModule(pl.LightningModule):
 
     # -- training ---------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        opt_g, opt_ctx = self.optimizers()[:2]
+        opt_g = self.optimizers()
+        opt_g = opt_g[0] if isinstance(opt_g, list) else opt_g
         sched_g = self.lr_schedulers()
         sched_g = sched_g[0] if isinstance(sched_g, list) else sched_g
         r = self.reconstruction_losses(batch)
@@ -86,18 +91,16 @@ class RTAICModule(pl.LightningModule):
             self._skip("loss")
             return
         opt_g.zero_grad(set_to_none=True)
-        opt_ctx.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.autoencoder.parameters(), self.hparams.grad_clip)
         if not torch.isfinite(grad_norm):
             opt_g.zero_grad(set_to_none=True)
-            opt_ctx.zero_grad(set_to_none=True)
             self._skip("gradient")
             return
         opt_g.step()
-        opt_ctx.step()
         sched_g.step()
-        self.last_train_bpp = float(r["bpp"])
+        self._consecutive_skips = 0
+        self.last_train_bpp = float(r["bpp"].detach())
         self.log_dict(
             {
                 "train/loss": loss_g.detach(),
@@ -114,7 +117,13 @@ class RTAICModule(pl.LightningModule):
 
     def _skip(self, what: str) -> None:
         self.skipped_steps += 1
+        self._consecutive_skips += 1
         self.last_train_bpp = None
+        if self._consecutive_skips > self.hparams.max_consecutive_skips:
+            raise FloatingPointError(
+                f"{self._consecutive_skips} consecutive steps had a non-finite {what}: training "
+                "diverged (try a lower lr or grad_clip, or check the data)"
+            )
         self.log("train/skipped_steps", self.skipped_steps.float())
         if self.trainer is not None and self.global_rank == 0:
             print(f"rtaic: non-finite {what} at step {self.global_step}; step skipped "
@@ -159,11 +168,20 @@ class RTAICModule(pl.LightningModule):
 
     # -- optimizers & checkpoints -----------------------------------------------------
     def configure_optimizers(self):
+        """One Adam over two parameter groups (autoencoder; context model), so that a
+        training step is one optimizer step (Lightning counts global_step in those).
+        The autoencoder's lr drops by lr_gamma at each milestone; the context model's not."""
         hp = self.hparams
-        opt_g = torch.optim.Adam(self.autoencoder.parameters(), lr=hp.lr)
-        opt_ctx = torch.optim.Adam(self.context_model.parameters(), lr=hp.context_lr)
-        sched_g = torch.optim.lr_scheduler.MultiStepLR(opt_g, list(hp.lr_milestones), hp.lr_gamma)
-        return [opt_g, opt_ctx], [{"scheduler": sched_g, "interval": "step"}]
+        opt_g = torch.optim.Adam(
+            [
+                {"params": self.autoencoder.parameters(), "lr": hp.lr},
+                {"params": self.context_model.parameters(), "lr": hp.context_lr},
+            ]
+        )
+        milestones = sorted(hp.lr_milestones)
+        decay = lambda step: hp.lr_gamma ** bisect.bisect_right(milestones, step)  # noqa: E731
+        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, [decay, lambda step: 1.0])
+        return [opt_g], [{"scheduler": sched_g, "interval": "step"}]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rtaic"] = codec_record(self.autoencoder, self.context_model)

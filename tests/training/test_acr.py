@@ -1,0 +1,61 @@
+import math
+
+import pytest
+import torch
+
+from rtaic.training.acr import ACRCallback, acr_penalty
+
+
+def test_penalty_matches_hand_computation():
+    eps = 0.5
+    q = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # one non-zero entry
+    # magnitudes: one log2(1.5), three log2(0.5)
+    mags = math.log2(1.5) + 3 * math.log2(0.5)
+    # neighbour differences q[h, w] - q[h - y, w - x] for S = (0,1),(1,0),(1,1),(-1,1),
+    # replicate border: count pairs whose difference is 1 in magnitude
+    diffs = 0.0
+    grid = q[0, 0]
+    for dx, dy in ((0, 1), (1, 0), (1, 1), (-1, 1)):
+        for h in range(2):
+            for w in range(2):
+                hh, ww = min(max(h - dy, 0), 1), min(max(w - dx, 0), 1)
+                diffs += math.log2(abs(float(grid[h, w] - grid[hh, ww])) + eps)
+    expected = (mags + diffs) / 4
+    assert acr_penalty(q, eps).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_penalty_is_lower_for_smaller_smoother_latents():
+    g = torch.Generator().manual_seed(0)
+    rough = torch.randn(2, 4, 8, 8, generator=g)
+    assert acr_penalty(0.1 * rough) < acr_penalty(rough)
+    assert acr_penalty(torch.zeros(2, 4, 8, 8)) < acr_penalty(0.1 * rough)
+
+
+def test_callback_raises_alpha_above_target_and_lowers_it_below():
+    cb = ACRCallback(target_bpp=0.1, gain=0.1, momentum=0.0)
+    assert cb.update(1.0, 0.2) > 1.0
+    cb = ACRCallback(target_bpp=0.1, gain=0.1, momentum=0.0)
+    assert cb.update(1.0, 0.05) < 1.0
+    cb = ACRCallback(target_bpp=0.1, gain=0.1, momentum=0.0)
+    assert cb.update(1.0, 0.1) == pytest.approx(1.0)
+
+
+def test_callback_is_bounded_and_ignores_nan():
+    cb = ACRCallback(target_bpp=0.1, gain=1.0, momentum=0.0, alpha_min=0.5, alpha_max=2.0)
+    alpha = 1.0
+    for _ in range(50):
+        alpha = cb.update(alpha, 10.0)
+    assert alpha == 2.0
+    for _ in range(50):
+        alpha = cb.update(alpha, 1e-4)
+    assert alpha == 0.5
+    assert cb.update(0.7, float("nan")) == 0.7
+
+
+def test_callback_state_round_trips():
+    cb = ACRCallback(target_bpp=0.1, momentum=0.5)
+    cb.update(1.0, 0.3)
+    cb.update(1.0, 0.1)
+    other = ACRCallback(target_bpp=0.1, momentum=0.5)
+    other.load_state_dict(cb.state_dict())
+    assert other.running_bpp == pytest.approx(0.2)

@@ -1,0 +1,107 @@
+"""Real Lightning training on tiny configs: smoke run, loss falls, NaN steps, resume."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from rtaic.checkpoint import load_networks
+from rtaic.training.module import RTAICModule
+from rtaic.training.runner import train
+
+
+def test_train_smoke_leaves_a_codec_checkpoint(train_cfg, tmp_path):
+    metrics = train(train_cfg())
+    last = Path(metrics["last_checkpoint"])
+    assert last.is_file() and last.parent == tmp_path / "checkpoints"
+    nets = load_networks(last)
+    assert nets.autoencoder.architecture.latent_channels == round(4 * 0.25 * 64 / 6)
+    assert nets.probability_table.shape == (nets.context_model.num_contexts,)
+    assert np.isfinite(metrics["train/bpp"]) and metrics["skipped_steps"] == 0
+
+
+def _one_image_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "images" / "nested"
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[0:96, 0:96]
+    img = np.stack([xx * 2, yy * 2, (xx + yy)], -1).clip(0, 255).astype(np.uint8)
+    Image.fromarray(img).save(folder / "a.png")
+    return tmp_path / "images"
+
+
+def test_loss_falls_in_a_short_run(train_cfg, tmp_path):
+    root = _one_image_folder(tmp_path)
+    cfg = train_cfg([
+        "logger=csv", f"data.root={root}", f"data.val_root={root}", "trainer.max_steps=60",
+        "trainer.val_check_interval=60", "data.crops_per_epoch=200", "model.lr=2e-3",
+    ])
+    train(cfg)
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    ms = [float(r["train/msssim"]) for r in rows if r.get("train/msssim")]
+    assert len(ms) >= 50
+    assert np.mean(ms[-10:]) > np.mean(ms[:10]) + 0.05
+
+
+class _Batches(Dataset):
+    def __init__(self, nan_at: set[int], n: int = 4):
+        self.nan_at, self.n = nan_at, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        x = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i))
+        return x * float("nan") if i in self.nan_at else x
+
+
+def _module(**kw):
+    arch = dict(channels=[4, 8, 8, 8, 8, 8], align_channels=8, latent_channels=None)
+    return RTAICModule(arch, target_bpp=0.25, train_crop_size=64, **kw)
+
+
+def _fit(module, dataset, **trainer_kw):
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, **trainer_kw)
+    trainer.fit(module, DataLoader(dataset, batch_size=1))
+    return trainer
+
+
+def test_nan_batches_skip_the_step_and_leave_weights_untouched():
+    module = _module()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    _fit(module, _Batches(nan_at={0, 1, 2, 3}))
+    assert int(module.skipped_steps) == 4
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k != "skipped_steps")
+
+
+def test_a_nan_batch_among_good_ones_is_counted_and_training_goes_on():
+    module = _module()
+    trainer = _fit(module, _Batches(nan_at={1}))
+    assert int(module.skipped_steps) == 1 and trainer.global_step == 3
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_persistent_divergence_stops_training():
+    module = _module(max_consecutive_skips=2)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        _fit(module, _Batches(nan_at={0, 1, 2, 3}))
+
+
+def test_resume_continues_from_last_checkpoint(train_cfg, tmp_path):
+    first = train(train_cfg())
+    ckpt = torch.load(first["last_checkpoint"], weights_only=False)
+    alpha = float(ckpt["state_dict"]["acr_alpha"])
+    assert alpha != 1.0  # the ACR callback moved it
+    cfg = train_cfg([f"ckpt_path={first['last_checkpoint']}", "trainer.max_steps=6"])
+    second = train(cfg)
+    resumed = torch.load(second["last_checkpoint"], weights_only=False)
+    assert resumed["global_step"] == 6 and ckpt["global_step"] == 4
+    assert resumed["callbacks"] and any("running_bpp" in str(v) for v in resumed["callbacks"].values())
