@@ -97,7 +97,7 @@ class Codec:
         if tile < 1 or margin < 0:
             raise ValueError(f"bad tiling: tile {tile}, margin {margin}")
         self.tile = _round_up(tile, a.stride)  # multiples of the stride keep tiles aligned
-        self.margin = min(_round_up(margin, a.stride), self.tile)
+        self.margin = _round_up(margin, a.stride)
         self.fingerprint = model_fingerprint(networks)
 
     # -- geometry -----------------------------------------------------------------------

@@ -135,7 +135,8 @@ def _decode(words: np.ndarray, model: BitContextModel, p1: np.ndarray, shape) ->
             plane = planes[:, p]
             plane[mask] = torch.from_numpy(bits.astype(np.uint8))
         exhausted = decoder.maybe_exhausted()
-    except (ValueError, RuntimeError, OverflowError) as e:  # constriction's decode errors
+    except (AssertionError, ValueError, RuntimeError, OverflowError) as e:
+        # constriction reports invalid data as AssertionError (0.5.0) or ValueError
         raise BitstreamError(f"corrupt payload: {e}") from e
     if not exhausted:
         raise BitstreamError("corrupt payload: data left over after the last coded bit")

@@ -63,7 +63,7 @@ class Header:
             raise BitstreamError(f"unknown colour space {self.color_space!r}")
         if not 2 <= self.bits <= 16:
             raise BitstreamError(f"B = {self.bits} out of range [2, 16]")
-        if self.tile < 1 or self.margin < 0 or self.margin > self.tile:
+        if self.tile < 1 or self.margin < 0:
             raise BitstreamError(f"bad tiling: tile {self.tile}, margin {self.margin}")
         c, h, w = self.latent_shape
         if not (1 <= c <= MAX_LATENT_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):

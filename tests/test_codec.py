@@ -1,0 +1,208 @@
+"""The codec API: exact round trips for any size and mode, tiling, determinism, honesty."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from codec_helpers import TINY, make_checkpoint, photo
+from PIL import Image
+
+import rtaic
+from rtaic.checkpoint import CheckpointError, load_networks
+from rtaic.codec import Codec, load_codec
+from rtaic.coding.bitplanes import to_bitplanes
+from rtaic.coding.bitstream import HEADER_SIZE, unpack
+from rtaic.coding.context import code_length_bits
+from rtaic.coding.quantize import dequantize, quantize_levels
+from rtaic.imageio import ImageModeError
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="module")
+def codec(ckpt):
+    return load_codec(ckpt)
+
+
+def _same(a: Image.Image, b: Image.Image) -> bool:
+    return a.mode == b.mode and a.size == b.size and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 9), (13, 1), (7, 7), (48, 40), (65, 33)])
+def test_decoded_image_is_the_encoders_reconstruction(codec, size):
+    image = photo(*size)
+    result = codec.encode(image, reconstruct=True)
+    decoded = codec.decompress(result.data)
+    assert decoded.size == size and decoded.mode == "RGB"
+    assert _same(decoded, result.reconstruction)
+
+
+def test_codec_runs_the_autoencoder_exactly(codec):
+    """Within one tile the codec is the autoencoder: same levels, same reconstruction."""
+    image = photo(45, 30)
+    x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+    ae, bits = codec.autoencoder, TINY.bits
+    with torch.inference_mode():
+        levels = quantize_levels(ae.encode(x), bits)
+        x_hat = ae.decode(dequantize(levels, bits), x.shape[-2:])
+    expected = (x_hat.clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(np.asarray(codec.decompress(codec.compress(image))), expected)
+    result = codec.encode(image)
+    planes = to_bitplanes(levels, bits)
+    assert levels.abs().max() >= 2  # the test exercises several planes
+    assert result.estimated_bits == pytest.approx(
+        code_length_bits(codec.table, codec.context_model, planes), rel=1e-9
+    )
+
+
+def test_real_size_is_the_estimate_plus_header(codec):
+    result = codec.encode(photo(200, 120))
+    payload_bits = 8 * (len(result.data) - HEADER_SIZE)
+    assert result.estimated_bits > 2000
+    assert abs(payload_bits - result.estimated_bits) <= 0.01 * result.estimated_bits + 64
+
+
+def test_compression_is_deterministic(codec, ckpt):
+    image = photo(50, 30, seed=3)
+    assert codec.compress(image) == codec.compress(image) == load_codec(ckpt).compress(image)
+
+
+def test_tiled_codec_is_exact_and_close_to_untiled(ckpt):
+    """Several tiles (stride 8: 16-px tiles): the decoder reproduces the encoder's
+    reconstruction; with margins wider than the receptive field the tiles join seamlessly."""
+    image = photo(70, 45)
+    tiled = load_codec(ckpt, tile=16, margin=32)
+    whole = load_codec(ckpt)
+    result = tiled.encode(image, reconstruct=True)
+    assert unpack(result.data)[0].tile == 16
+    decoded = whole.decompress(result.data)  # tiling comes from the header, not the codec
+    assert _same(decoded, result.reconstruction)
+    diff = np.abs(np.asarray(decoded, np.int16) - np.asarray(whole.decompress(whole.compress(image)), np.int16))
+    assert diff.mean() < 0.1
+
+
+def test_tile_and_margin_are_aligned_to_the_stride(ckpt):
+    c = load_codec(ckpt, tile=10, margin=3)
+    assert (c.tile, c.margin) == (16, 8)
+    with pytest.raises(ValueError):
+        load_codec(ckpt, tile=0)
+
+
+def _rgb(w=20, h=12):
+    return photo(w, h)
+
+
+@pytest.mark.parametrize(
+    "make, mode",
+    [
+        (lambda: _rgb().convert("L"), "L"),
+        (lambda: _rgb().convert("1"), "1"),
+        (lambda: _rgb().convert("P"), "P"),
+        (lambda: _rgb().convert("RGBA"), "RGBA"),
+        (lambda: _rgb().convert("LA"), "LA"),
+        (lambda: _rgb().convert("PA"), "RGBA"),
+        (lambda: _rgb().convert("RGBa"), "RGBA"),
+        (lambda: _rgb().convert("CMYK"), "CMYK"),
+        (lambda: _rgb().convert("YCbCr"), "YCbCr"),
+        (lambda: _rgb().convert("HSV"), "HSV"),
+        (lambda: _rgb().convert("RGBX"), "RGBX"),
+        (lambda: _rgb().convert("LAB"), "RGB"),
+        (lambda: Image.fromarray((np.arange(240).reshape(12, 20) * 270).astype(np.uint16)), "I;16"),
+        (lambda: Image.fromarray((np.arange(240).reshape(12, 20) * 270).astype(np.int32)), "I"),
+        (lambda: Image.fromarray((np.arange(240).reshape(12, 20) / 1.0).astype(np.float32)), "F"),
+    ],
+)
+def test_modes_come_back(codec, make, mode):
+    image = make()
+    result = codec.encode(image, reconstruct=True)
+    decoded = codec.decompress(result.data)
+    assert decoded.mode == mode and decoded.size == image.size
+    assert _same(decoded, result.reconstruction)
+    if mode in ("RGBA", "LA"):
+        assert decoded.getchannel("A").getextrema() == (255, 255)
+
+
+def test_sixteen_bit_input_keeps_its_precision(ckpt):
+    """16-bit grey is coded from the 16-bit values, not from an 8-bit copy."""
+    codec = load_codec(ckpt)
+    seen = []
+    codec.autoencoder.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    grey = np.full((8, 8), 1000, np.uint16)  # 1000 / 65535: between two 8-bit steps
+    codec.compress(Image.fromarray(grey))
+    assert torch.allclose(seen[0], torch.full_like(seen[0], 1000 / 65535))
+
+
+def test_transparency_is_refused_clearly(codec):
+    image = _rgb().convert("RGBA")
+    image.putpixel((3, 3), (1, 2, 3, 128))
+    with pytest.raises(ImageModeError, match="transparency"):
+        codec.compress(image)
+    p = _rgb().convert("P")
+    p.info["transparency"] = p.getpixel((0, 0))
+    with pytest.raises(ImageModeError, match="transparency"):
+        codec.compress(p)
+
+
+def test_bad_arguments(codec, tmp_path):
+    with pytest.raises(TypeError):
+        codec.compress(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(CheckpointError):
+        load_codec(tmp_path / "missing.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_codec(tmp_path / "junk.ckpt")
+
+
+def test_package_exports(ckpt):
+    assert rtaic.Codec is Codec and rtaic.load_codec is load_codec
+    assert isinstance(Codec(load_networks(ckpt)), Codec)
+
+
+def test_import_boundaries():
+    """The codec runs without the training stack, and `import rtaic` does not load torch."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import rtaic
+        assert "torch" not in sys.modules, "import rtaic loaded torch"
+        import rtaic.cli, rtaic.codec
+        rtaic.load_codec
+        bad = [m for m in sys.modules if m.split(".")[0] in
+               ("lightning", "pytorch_lightning", "hydra", "wandb", "omegaconf")
+               or m.startswith("rtaic.training")]
+        assert not bad, bad
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+DECODE_ELSEWHERE = """
+import sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[3]))
+from rtaic.codec import load_codec
+image = load_codec(sys.argv[1]).decompress(open(sys.argv[2], "rb").read())
+np.save(sys.argv[2] + ".npy", np.asarray(image))
+print(torch.get_num_threads())
+"""
+
+
+def test_decodes_identically_in_another_process_with_other_threads(ckpt, tmp_path):
+    codec = load_codec(ckpt)
+    result = codec.encode(photo(90, 70), reconstruct=True)
+    path = tmp_path / "image.rtaic"
+    path.write_bytes(result.data)
+    threads = 1 if torch.get_num_threads() > 1 else 2
+    out = subprocess.run(
+        [sys.executable, "-c", DECODE_ELSEWHERE, str(ckpt), str(path), str(threads)],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert int(out.stdout) == threads != torch.get_num_threads()
+    assert np.array_equal(np.load(str(path) + ".npy"), np.asarray(result.reconstruction))
