@@ -9,10 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from codec_helpers import TINY, make_checkpoint, photo
 from PIL import Image
 
 import rtaic
+from codec_helpers import TINY, make_checkpoint, photo
 from rtaic.checkpoint import CheckpointError, load_networks
 from rtaic.codec import Codec, load_codec
 from rtaic.coding.bitplanes import to_bitplanes

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from codec_helpers import TINY, make_checkpoint, photo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codec_helpers import TINY, make_checkpoint, photo
 from rtaic.codec import load_codec
 from rtaic.coding import bitstream
 from rtaic.coding.bitstream import HEADER_SIZE, BitstreamError, Header, pack, unpack

@@ -1,0 +1,157 @@
+"""The rtaic command line: files, stdin/stdout, several inputs, errors and exit codes."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec_helpers import make_checkpoint, photo
+from rtaic.cli import main
+from rtaic.codec import load_codec
+
+RUN = [sys.executable, "-c", "import sys; from rtaic.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return str(make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"))
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "photo.png"
+    photo(37, 21).save(path)
+    return path
+
+
+def test_compress_then_decompress_files(ckpt, png, tmp_path, capsys):
+    out = tmp_path / "photo.rtaic"
+    assert main(["compress", str(png), "-o", str(out), "--model", ckpt]) == 0
+    report = capsys.readouterr().err
+    assert f"{out.stat().st_size} bytes" in report and "bpp" in report
+    codec = load_codec(ckpt)
+    assert out.read_bytes() == codec.compress(Image.open(png))  # CLI == API, byte for byte
+    rec = tmp_path / "rec.png"
+    assert main(["decompress", str(out), "-o", str(rec), "--model", ckpt, "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    expected = codec.decompress(out.read_bytes())
+    assert np.array_equal(np.asarray(Image.open(rec)), np.asarray(expected))
+
+
+def test_stdin_to_stdout_in_a_real_process(ckpt, png):
+    data = subprocess.run(RUN + ["compress", "-", "--model", ckpt], input=png.read_bytes(),
+                          capture_output=True, check=True, timeout=120).stdout  # fmt: skip
+    assert data == load_codec(ckpt).compress(Image.open(png))
+    result = subprocess.run(RUN + ["decompress", "-", "-m", ckpt, "-q"], input=data,
+                            capture_output=True, check=True, timeout=120)  # fmt: skip
+    assert result.stderr == b""
+    image = Image.open(io.BytesIO(result.stdout))
+    assert image.format == "PNG" and image.size == (37, 21)
+
+
+def test_several_files_with_derived_names_and_an_output_directory(ckpt, tmp_path):
+    names = []
+    for i, size in enumerate([(9, 9), (20, 11), (1, 1)]):
+        names.append(tmp_path / f"img{i}.png")
+        photo(*size, seed=i).save(names[-1])
+    assert main(["compress", *map(str, names), "-m", ckpt, "-q"]) == 0
+    coded = [p.with_suffix(".rtaic") for p in names]
+    assert all(p.exists() for p in coded)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    assert main(["decompress", *map(str, coded), "-o", str(outdir), "-m", ckpt, "-q"]) == 0
+    assert sorted(p.name for p in outdir.iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert Image.open(outdir / "img2.png").size == (1, 1)
+
+
+def test_derived_outputs_are_not_overwritten_without_force(ckpt, png, capsys):
+    assert main(["compress", str(png), "-m", ckpt, "-q"]) == 0
+    assert main(["compress", str(png), "-m", ckpt, "-q"]) == 1
+    assert "exists (use --force" in capsys.readouterr().err
+    assert main(["compress", str(png), "-m", ckpt, "-q", "--force"]) == 0
+
+
+def test_one_bad_file_fails_the_run_but_not_the_others(ckpt, png, tmp_path, capsys):
+    missing = tmp_path / "missing.png"
+    assert main(["compress", str(missing), str(png), "-m", ckpt, "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rtaic: ") and "missing.png" in err
+    assert png.with_suffix(".rtaic").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "bad magic"),
+        (b"hello world, not rtaic", "bad magic"),
+        (b"RTAI\x07" + bytes(40), "version 7"),
+        (b"RTAI\x01" + bytes(10), "truncated"),
+    ],
+)
+def test_invalid_rtaic_files(ckpt, tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.rtaic"
+    bad.write_bytes(content)
+    assert main(["decompress", str(bad), "-m", ckpt]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rtaic: ") and "invalid rtaic file" in err and message in err
+    assert not bad.with_suffix(".png").exists()
+
+
+def test_flipped_bit_and_wrong_model(ckpt, png, tmp_path, capsys):
+    good = load_codec(ckpt).compress(Image.open(png))
+    flipped = bytearray(good)
+    flipped[-3] ^= 0x10
+    (tmp_path / "flip.rtaic").write_bytes(bytes(flipped))
+    assert main(["decompress", str(tmp_path / "flip.rtaic"), "-m", ckpt]) == 1
+    assert "checksum" in capsys.readouterr().err
+    (tmp_path / "good.rtaic").write_bytes(good)
+    other = str(make_checkpoint(tmp_path / "other.ckpt", seed=5))
+    assert main(["decompress", str(tmp_path / "good.rtaic"), "-m", other]) == 1
+    assert "different model" in capsys.readouterr().err
+
+
+def test_not_an_image_transparency_and_bad_model(ckpt, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert main(["compress", str(text), "-m", ckpt]) == 1
+    assert "not a readable image" in capsys.readouterr().err
+    rgba = photo(8, 8).convert("RGBA")
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    rgba.save(tmp_path / "alpha.png")
+    assert main(["compress", str(tmp_path / "alpha.png"), "-m", ckpt]) == 1
+    assert "transparency" in capsys.readouterr().err
+    assert main(["compress", str(tmp_path / "alpha.png"), "-m", str(text)]) == 1
+    assert "cannot load model" in capsys.readouterr().err
+
+
+def test_usage_errors(ckpt, png, monkeypatch, capsys):
+    monkeypatch.delenv("RTAIC_MODEL", raising=False)
+    assert main(["compress", str(png)]) == 2
+    assert "no model" in capsys.readouterr().err
+    assert main(["compress", str(png), str(png), "-o", "not-a-dir", "-m", ckpt]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["explode"])
+    assert e.value.code == 2
+
+
+def test_model_from_the_environment(ckpt, png, monkeypatch):
+    monkeypatch.setenv("RTAIC_MODEL", ckpt)
+    assert main(["compress", str(png), "-q"]) == 0
+    assert main(["decompress", str(png.with_suffix(".rtaic")), "-o", str(png) + ".bmp", "-q"]) == 0
+    assert Image.open(str(png) + ".bmp").format == "BMP"
+
+
+def test_installed_console_script(ckpt, png):
+    script = shutil.which("rtaic", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("console script not installed")
+    out = subprocess.run([script, "compress", str(png), "-o", "-", "-m", ckpt, "-q"],
+                         capture_output=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and out.stdout[:4] == b"RTAI"
