@@ -1,0 +1,61 @@
+"""Kodak evaluation report (paper section 5): ``python eval.py [overrides]``, see conf/eval.yaml.
+
+Only config handling lives here: paths are resolved against the launch directory (Hydra does
+not change it), Kodak is downloaded when no image folder is given, and the package gets plain
+arguments.
+"""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from rtaic.data.kodak import download_kodak
+from rtaic.evaluation.run import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> dict:
+    out_dir = HydraConfig.get().runtime.output_dir
+    if cfg.dataset.root:
+        root = to_absolute_path(cfg.dataset.root)
+    else:
+        cache = to_absolute_path(cfg.dataset.cache_dir) + "/kodak" if cfg.dataset.cache_dir else None
+        root = download_kodak(cache, base_url=cfg.dataset.url, progress=cfg.progress)
+    logger = None
+    choice = HydraConfig.get().runtime.choices.get("logger")
+    if choice == "wandb":
+        from rtaic.evaluation.wandb_log import WandbReport
+
+        # The training logger config interpolates training keys; take only its project.
+        project = OmegaConf.select(cfg, "logger.wandb.project", default="rtaic")
+        settings = {k: v for k, v in cfg.items() if k != "logger"}
+        logger = WandbReport(
+            project=project, name=cfg.wandb.name, tags=list(cfg.wandb.tags),
+            config=OmegaConf.to_container(OmegaConf.create(settings), resolve=True), dir=out_dir,
+        )
+    elif choice not in (None, "none", "csv"):  # csv: the report is already files
+        raise ValueError(f"eval.py supports logger=none or logger=wandb, got {choice!r}")
+    try:
+        return evaluate(
+            image_root=root,
+            out_dir=out_dir,
+            cache_path=to_absolute_path(cfg.cache_dir) + "/baselines.jsonl",
+            codecs=list(cfg.codecs),
+            checkpoints=[to_absolute_path(c) for c in cfg.checkpoints],
+            workers=cfg.workers,
+            bpp_points=list(cfg.bpp_points),
+            msssim_points=list(cfg.msssim_points),
+            reference=cfg.reference,
+            loader=cfg.learned_loader,
+            logger=logger,
+            progress=cfg.progress,
+            qualities={k: list(v) for k, v in (cfg.qualities or {}).items()},
+        )
+    finally:
+        if logger is not None:
+            logger.finish()
+
+
+if __name__ == "__main__":
+    main()

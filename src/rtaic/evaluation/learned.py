@@ -1,0 +1,53 @@
+"""Our own checkpoints as one more codec: real bitstreams through ``rtaic.load_codec``.
+
+The evaluation reaches our models only through the public ``Codec`` API (``compress(image) ->
+bytes``, ``decompress(bytes) -> image``), never through the training stack, so what it reports
+is what a user gets. The loader is named by a ``"module:function"`` string, imported lazily in
+the worker; tests point it at a fake codec.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from PIL import Image
+
+from rtaic.evaluation.measure import Record, measure, to_tensor
+
+CODEC_NAME = "learned"
+DEFAULT_LOADER = "rtaic:load_codec"
+
+_loaded: dict[tuple[str, str], object] = {}
+
+
+def load(checkpoint: str, loader: str = DEFAULT_LOADER):
+    """The codec for one checkpoint, loaded once per process."""
+    key = (loader, checkpoint)
+    if key not in _loaded:
+        module, _, function = loader.partition(":")
+        _loaded[key] = getattr(importlib.import_module(module), function)(checkpoint)
+    return _loaded[key]
+
+
+def header_bytes(codec, data: bytes) -> int:
+    """The codec's own header length if it can tell (``codec.header_bytes(data)``), else 0."""
+    fn = getattr(codec, "header_bytes", None)
+    return int(fn(data)) if callable(fn) else 0
+
+
+def measure_checkpoints(
+    path: str, name: str, sha256: str, checkpoints: list[str], loader: str = DEFAULT_LOADER
+) -> list[dict]:
+    """One record per checkpoint for one image (a worker job)."""
+    with Image.open(path) as im:
+        image = im.convert("RGB")
+    original = to_tensor(image)
+    records: list[Record] = []
+    for ckpt in checkpoints:
+        codec = load(ckpt, loader)
+        records.append(
+            measure(CODEC_NAME, ckpt, image, original, name, sha256,
+                    encode=codec.compress, decode=codec.decompress,
+                    header_bytes=lambda data, c=codec: header_bytes(c, data))
+        )
+    return [r.to_dict() for r in records]

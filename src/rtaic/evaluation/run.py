@@ -1,0 +1,109 @@
+"""The evaluation as a plain function: measure every codec on every image, then report.
+
+    images -> baselines (cached) + checkpoints (always fresh) -> records -> report folder
+
+Measuring is spread over a process pool, one job per (image, codec); each finished baseline
+job is written to the cache at once, so an interrupted run loses at most the jobs in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from rtaic.evaluation.baselines import get_baseline
+from rtaic.evaluation.cache import ResultCache, cache_key
+from rtaic.evaluation.images import list_images, sha256_file
+from rtaic.evaluation.learned import DEFAULT_LOADER, measure_checkpoints
+from rtaic.evaluation.measure import measure, to_tensor
+from rtaic.evaluation.pool import run_jobs
+
+log = logging.getLogger(__name__)
+
+
+def measure_baseline(path: str, name: str, sha256: str, codec: str, qualities: list) -> list[dict]:
+    """All requested qualities of one baseline on one image (a worker job)."""
+    baseline = get_baseline(codec)
+    with Image.open(path) as im:
+        image = im.convert("RGB")
+    original = to_tensor(image)
+    return [
+        measure(codec, q, image, original, name, sha256,
+                encode=lambda img, q=q: baseline.encode(img, q),
+                decode=baseline.decode, header_bytes=baseline.header_bytes).to_dict()
+        for q in qualities
+    ]
+
+
+def collect(
+    image_paths: list[Path],
+    codecs: list[str],
+    checkpoints: list[str],
+    cache: ResultCache,
+    workers: int = 2,
+    loader: str = DEFAULT_LOADER,
+    progress: bool = True,
+    qualities: dict[str, list] | None = None,
+) -> list[dict]:
+    """Records for every (image, codec, quality) and every (image, checkpoint).
+
+    ``qualities`` replaces a baseline's own quality grid (by codec name), e.g. for quick runs.
+    """
+    images = [(str(p), p.name, sha256_file(p)) for p in image_paths]
+    baselines = [get_baseline(c) for c in codecs]
+    keys = {b.name: (b.version(), b.settings()) for b in baselines}
+    jobs, records = [], []
+    for path, name, sha in images:
+        for b in baselines:
+            missing = []
+            for q in (qualities or {}).get(b.name, b.qualities):
+                key = cache_key(b.name, *keys[b.name], str(q), sha)
+                if key in cache:
+                    records.append(cache.get(key))
+                else:
+                    missing.append(q)
+            if missing:
+                jobs.append((path, name, sha, b.name, missing))
+    log.info("baselines: %d cached records, %d jobs to run", len(records), len(jobs))
+    for (_, _, sha, codec, _), result in run_jobs(measure_baseline, jobs, workers, "baselines", progress):
+        for rec in result:
+            cache.put(cache_key(codec, *keys[codec], rec["quality"], sha), rec)
+            records.append(rec)
+    if checkpoints:
+        jobs = [(path, name, sha, list(checkpoints), loader) for path, name, sha in images]
+        for _, result in run_jobs(measure_checkpoints, jobs, workers, "checkpoints", progress):
+            records.extend(result)
+    return records
+
+
+def evaluate(
+    image_root: str | Path,
+    out_dir: str | Path,
+    cache_path: str | Path,
+    codecs: list[str],
+    checkpoints: list[str] = (),
+    workers: int = 2,
+    bpp_points: list[float] = (0.25, 0.5, 1.0),
+    msssim_points: list[float] = (0.95, 0.97, 0.98, 0.99),
+    reference: str = "jpeg420",
+    loader: str = DEFAULT_LOADER,
+    logger=None,
+    progress: bool = True,
+    qualities: dict[str, list] | None = None,
+) -> dict:
+    """Measure, then write the report into ``out_dir``; returns the summary."""
+    from rtaic.evaluation import report  # imported late: matplotlib stays out of the workers
+
+    t0 = time.perf_counter()
+    paths = list_images(image_root)
+    records = collect(paths, list(codecs), list(checkpoints), ResultCache(cache_path),
+                      workers, loader, progress, qualities)
+    summary = report.write_report(
+        records, Path(out_dir), bpp_points=list(bpp_points), msssim_points=list(msssim_points),
+        reference=reference, logger=logger,
+    )
+    log.info("evaluation of %d images took %.1f s", len(paths), time.perf_counter() - t0)
+    return summary
