@@ -227,3 +227,21 @@ def test_degenerate_norms_give_no_confusion_signal(g_rec, g_adv):
     b = balance_gradients(g_rec, g_adv, ratio=1.0)
     assert b.scale == 0.0
     torch.testing.assert_close(b.grad, g_rec)
+
+
+# ---------------------------------------------------------------- config
+def test_config_matches_the_hydra_file_and_validates():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from rtaic.training.adversarial import AdversarialConfig
+
+    yaml = Path(__file__).resolve().parents[2] / "conf" / "discriminator" / "multiscale.yaml"
+    cfg = AdversarialConfig(**OmegaConf.to_container(OmegaConf.load(yaml), resolve=True))
+    assert (cfg.lower, cfg.upper, cfg.momentum) == (0.8, 0.95, 0.8)  # the paper's values
+    assert cfg.betas == (0.5, 0.999) and cfg.lr_milestones == ()
+    with pytest.raises(ValueError):
+        AdversarialConfig(lower=0.9, upper=0.9)
+    with pytest.raises(TypeError):
+        AdversarialConfig(typo=1)

@@ -181,3 +181,29 @@ def balance_gradients(
     scale = ratio * rec_norm / adv_norm if ok else 0.0
     grad = g_rec + scale * g_adv if scale else g_rec
     return Balance(grad.detach(), scale, rec_norm, adv_norm)
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """The knobs of ``conf/discriminator/multiscale.yaml`` (the module's ``adversarial``)."""
+
+    start_step: int = 0  # training steps of the autoencoder alone before the GAN starts
+    width: int = 32
+    depth: int = 4
+    max_width: int = 256
+    lower: float = 0.8
+    upper: float = 0.95
+    momentum: float = 0.8
+    balance_ratio: float = 0.2
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_milestones: tuple[int, ...] = ()  # counted in discriminator steps
+    lr_gamma: float = 0.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
+        if not 0.0 <= self.lower < self.upper <= 1.0:
+            raise ValueError(f"need 0 <= lower < upper <= 1, got {self.lower}, {self.upper}")
+        if self.balance_ratio < 0 or self.start_step < 0:
+            raise ValueError("balance_ratio and start_step must be >= 0")
