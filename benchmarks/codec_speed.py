@@ -1,0 +1,243 @@
+"""Codec speed, rate honesty and memory on Kodak, against Pillow's JPEG and WebP in the same run.
+
+Per image: rtaic encode and decode time split into network and entropy coding (contexts +
+range coder), JPEG and WebP encode/decode times (their quality chosen per image to match
+rtaic's rate, the highest quality at or below it), bits per pixel, the real file size
+against the model's estimate + header, and whether the decoded image equals the
+encoder-side reconstruction. Then the CLI is run on all images (must give the API's bytes),
+and a 4000x3000 image is encoded and decoded in fresh processes to measure peak memory.
+
+    flock /tmp/rtaic_heavy.lock python benchmarks/codec_speed.py --model CKPT --kodak DIR
+    RTAIC_MODEL=... RTAIC_KODAK=... python benchmarks/codec_speed.py --repeat 3 --json out.json
+
+Times are medians over --repeat runs (after one warm-up), in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rtaic.codec import load_codec
+from rtaic.coding.bitstream import HEADER_SIZE
+
+
+def _median_ms(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times), out
+
+
+def _pillow_roundtrip(image: Image.Image, fmt: str, quality: int, repeat: int) -> dict:
+    def enc():
+        buf = io.BytesIO()
+        image.save(buf, format=fmt, quality=quality)
+        return buf.getvalue()
+
+    def dec():
+        im = Image.open(io.BytesIO(data))
+        im.load()
+        return im
+
+    enc_ms, data = _median_ms(enc, repeat)
+    dec_ms, _ = _median_ms(dec, repeat)
+    return {"quality": quality, "bytes": len(data), "encode_ms": enc_ms, "decode_ms": dec_ms}
+
+
+def _match_quality(image: Image.Image, fmt: str, target_bytes: int) -> int:
+    """Highest quality whose file is at most target_bytes (1 if none)."""
+    lo, hi = 1, 100
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        buf = io.BytesIO()
+        image.save(buf, format=fmt, quality=mid)
+        if buf.tell() <= target_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _rtaic_median(codec, image, data, repeat):
+    enc = [codec.encode(image) for _ in range(repeat)]
+    dec = [codec.decode(data) for _ in range(repeat)]
+    med = {}
+    for side, runs in (("encode", enc), ("decode", dec)):
+        for key in ("network", "entropy", "total"):
+            med[f"{side}_{key}_ms"] = 1000 * statistics.median(r.timings[key] for r in runs)
+    assert all(r.data == data for r in enc), "encoding is not deterministic"
+    return med
+
+
+BIG = """
+import resource, sys, time, json
+import numpy as np
+from PIL import Image
+from rtaic.codec import load_codec
+def mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+codec = load_codec(sys.argv[1])
+mode, path = sys.argv[2], sys.argv[3]
+if mode == "encode":
+    image = Image.open(sys.argv[4]).convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+    base = mb(); t = time.perf_counter(); data = codec.compress(image); dt = time.perf_counter() - t
+    open(path, "wb").write(data); extra = {"bytes": len(data)}
+else:
+    data = open(path, "rb").read()
+    base = mb(); t = time.perf_counter(); image = codec.decompress(data); dt = time.perf_counter() - t
+    extra = {"size": image.size}
+print(json.dumps({"baseline_mb": base, "peak_mb": mb(), "seconds": dt, **extra}))
+"""
+
+
+def _big_image(model: str, source: Path) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "big.rtaic")
+        for mode in ("encode", "decode"):
+            r = subprocess.run([sys.executable, "-c", BIG, model, mode, path, str(source)],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+            out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _cli_matches(model: str, files: list[Path], expected: dict[str, bytes]) -> bool:
+    """Run the installed CLI on all files at once; its bytes must equal the API's."""
+    script = shutil.which("rtaic", path=str(Path(sys.executable).parent))
+    cmd = [script] if script else [sys.executable, "-c", "import sys; from rtaic.cli import main; sys.exit(main())"]
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(cmd + ["compress", *map(str, files), "-o", tmp, "-m", model, "-q"], check=True)
+        return all(
+            (Path(tmp) / (f.stem + ".rtaic")).read_bytes() == expected[f.name] for f in files
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=os.environ.get("RTAIC_MODEL"), help="checkpoint ($RTAIC_MODEL)")
+    ap.add_argument("--kodak", default=os.environ.get("RTAIC_KODAK"),
+                    help="folder of Kodak PNGs ($RTAIC_KODAK)")  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per image (median)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ap.add_argument("--no-big", action="store_true", help="skip the 4000x3000 memory test")
+    ap.add_argument("--no-cli", action="store_true", help="skip the CLI == API check")
+    ap.add_argument("--json", help="write all numbers to this file")
+    args = ap.parse_args(argv)
+    if not args.model or not args.kodak:
+        ap.error("need --model/$RTAIC_MODEL and --kodak/$RTAIC_KODAK")
+    files = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
+    if not files:
+        ap.error(f"no PNG files in {args.kodak}")
+
+    codec = load_codec(args.model)
+    arch = codec.architecture
+    print(f"model {args.model}: {arch}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; header {HEADER_SIZE} bytes; "
+          f"median of {args.repeat} runs, ms")  # fmt: skip
+    warm = Image.open(files[0]).convert("RGB")
+    codec.decode(codec.encode(warm).data)
+
+    rows, payloads = [], {}
+    head = (f"{'image':10} {'bpp':>6} {'real/est':>8} {'enc net':>7} {'enc ent':>7} {'enc tot':>7} "
+            f"{'dec net':>7} {'dec ent':>7} {'dec tot':>7} {'same':>4} | {'jpg bpp':>7} {'jpg enc':>7} "
+            f"{'jpg dec':>7} | {'webp bpp':>8} {'webp enc':>8} {'webp dec':>8}")  # fmt: skip
+    print(head)
+    for f in files:
+        image = Image.open(f)
+        image.load()
+        px = image.width * image.height
+        result = codec.encode(image, reconstruct=True)
+        data = result.data
+        payloads[f.name] = data
+        same = bool(np.array_equal(np.asarray(codec.decompress(data)), np.asarray(result.reconstruction)))
+        est_bits = result.estimated_bits + 8 * HEADER_SIZE
+        row = {"image": f.name, "pixels": px, "bytes": len(data), "bpp": 8 * len(data) / px,
+               "estimated_bits": result.estimated_bits, "real_over_estimate": 8 * len(data) / est_bits,
+               "identical": same}  # fmt: skip
+        row.update(_rtaic_median(codec, image, data, args.repeat))
+        rgb = image.convert("RGB")
+        for fmt in ("JPEG", "WEBP"):
+            q = _match_quality(rgb, fmt, len(data))
+            r = _pillow_roundtrip(rgb, fmt, q, args.repeat)
+            row[fmt.lower()] = {**r, "bpp": 8 * r["bytes"] / px}
+        rows.append(row)
+        j, w = row["jpeg"], row["webp"]
+        print(f"{f.stem:10} {row['bpp']:6.3f} {row['real_over_estimate']:8.4f} "
+              f"{row['encode_network_ms']:7.0f} {row['encode_entropy_ms']:7.0f} {row['encode_total_ms']:7.0f} "
+              f"{row['decode_network_ms']:7.0f} {row['decode_entropy_ms']:7.0f} {row['decode_total_ms']:7.0f} "
+              f"{'yes' if same else 'NO':>4} | {j['bpp']:7.3f} {j['encode_ms']:7.1f} {j['decode_ms']:7.1f} | "
+              f"{w['bpp']:8.3f} {w['encode_ms']:8.1f} {w['decode_ms']:8.1f}", flush=True)  # fmt: skip
+
+    def total(key):
+        return sum(r[key] for r in rows)
+
+    summary = {
+        "images": len(rows),
+        "all_identical": all(r["identical"] for r in rows),
+        "mean_bpp": statistics.mean(r["bpp"] for r in rows),
+        "real_over_estimate_total": 8 * total("bytes") / (total("estimated_bits") + 8 * HEADER_SIZE * len(rows)),
+        "real_over_estimate_min": min(r["real_over_estimate"] for r in rows),
+        "real_over_estimate_max": max(r["real_over_estimate"] for r in rows),
+        "entropy_share_encode": total("encode_entropy_ms") / total("encode_total_ms"),
+        "entropy_share_decode": total("decode_entropy_ms") / total("decode_total_ms"),
+        "max_encode_ms": max(r["encode_total_ms"] for r in rows),
+        "max_decode_ms": max(r["decode_total_ms"] for r in rows),
+    }  # fmt: skip
+    for side in ("encode", "decode"):
+        for key in ("network", "entropy", "total"):
+            summary[f"mean_{side}_{key}_ms"] = total(f"{side}_{key}_ms") / len(rows)
+    for fmt in ("jpeg", "webp"):
+        summary[f"mean_{fmt}_bpp"] = statistics.mean(r[fmt]["bpp"] for r in rows)
+        for side in ("encode", "decode"):
+            ours = total(f"{side}_total_ms")
+            theirs = sum(r[fmt][f"{side}_ms"] for r in rows)
+            summary[f"mean_{fmt}_{side}_ms"] = theirs / len(rows)
+            summary[f"{side}_time_rtaic_over_{fmt}"] = ours / theirs
+    if not args.no_cli:
+        summary["cli_equals_api"] = _cli_matches(args.model, files, payloads)
+    if not args.no_big:
+        summary["big_4000x3000"] = _big_image(args.model, files[0])
+    summary["benchmark_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print()
+    s = summary
+    print(f"all {s['images']} decoded images identical to the encoder's reconstruction: {s['all_identical']}")
+    print(f"mean bpp {s['mean_bpp']:.4f}; real / (estimate + header): total {s['real_over_estimate_total']:.5f}, "
+          f"per image {s['real_over_estimate_min']:.5f} .. {s['real_over_estimate_max']:.5f}")
+    for side in ("encode", "decode"):
+        print(f"{side}: mean {s[f'mean_{side}_total_ms']:.0f} ms (network {s[f'mean_{side}_network_ms']:.0f}, "
+              f"entropy {s[f'mean_{side}_entropy_ms']:.0f}; entropy share {s[f'entropy_share_{side}']:.1%}), "
+              f"max {s[f'max_{side}_ms']:.0f} ms")
+        for fmt in ("jpeg", "webp"):
+            print(f"  {fmt}: mean {s[f'mean_{fmt}_{side}_ms']:.1f} ms at {s[f'mean_{fmt}_bpp']:.3f} bpp; "
+                  f"rtaic / {fmt} = {s[f'{side}_time_rtaic_over_{fmt}']:.1f}x")
+    if "cli_equals_api" in s:
+        print(f"CLI bytes == API bytes on all images: {s['cli_equals_api']}")
+    if "big_4000x3000" in s:
+        for side, b in s["big_4000x3000"].items():
+            print(f"4000x3000 {side}: {b['seconds']:.2f} s, peak RSS {b['peak_mb']:.0f} MB "
+                  f"(after loading model and input: {b['baseline_mb']:.0f} MB)")
+    print(f"this benchmark process peak RSS: {s['benchmark_peak_rss_mb']:.0f} MB")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "images": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
