@@ -55,20 +55,34 @@ def probabilities(table: np.ndarray) -> np.ndarray:
     return table.astype(np.float64) / float(2**PROBABILITY_BITS)
 
 
-def _groups(planes: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """(plane, parity, (H, W) parity mask) in coding order."""
-    odd = parity_mask(planes.shape[-2], planes.shape[-1], planes.device)
-    even = ~odd
-    for p in range(planes.shape[1]):
-        yield p, 0, even
-        yield p, 1, odd
+class _Groups:
+    """Where each coding group lives, as flat indices (row-major, so in coding order).
+
+    Index arrays replace boolean masks: gathering with them is several times faster than
+    torch's masked indexing, which matters at ~10^6 bits per image.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        n, self.bits, c, h, w = shape
+        self.chw = c * h * w
+        odd = np.broadcast_to(parity_mask(h, w).numpy(), (n, c, h, w))
+        self.latent = [np.flatnonzero(~odd), np.flatnonzero(odd)]  # into (N, C, H, W)
+        self.image = [i // self.chw for i in self.latent]
+
+    def indices(self, p: int, parity: int, coded: torch.Tensor | None):
+        """(index into (N, C, H, W), index into (N, B, C, H, W)) of the coded bits of the
+        group (plane p, parity)."""
+        i4 = self.latent[parity]
+        i5 = i4 + (self.image[parity] * (self.bits - 1) + p) * self.chw
+        if coded is not None:
+            keep = coded.numpy().reshape(-1)[i4]
+            i4, i5 = i4[keep], i5[keep]
+        return i4, i5
 
 
-def _group_mask(planes, model, p: int, where: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) bool: the bits of plane p in this group that are coded."""
-    coded = model.coded_mask(planes, p)
-    mask = where.expand(planes[:, p].shape)
-    return mask if coded is None else mask & coded
+def _flat(t: torch.Tensor) -> np.ndarray:
+    """A flat numpy view (no copy for the contiguous tensors used here)."""
+    return np.ascontiguousarray(t.numpy()).reshape(-1)
 
 
 def encode_planes(
@@ -84,24 +98,25 @@ def encode_planes(
 
 
 def _encode(planes: torch.Tensor, model: BitContextModel, p1: np.ndarray) -> tuple[bytes, float]:
+    planes = planes.contiguous()
+    flat = _flat(planes)
+    groups = _Groups(tuple(planes.shape))
     encoder = constriction.stream.queue.RangeEncoder()
     ideal = 0.0
-    contexts = None
-    for p, parity, where in _groups(planes):
-        if parity == 0:
-            # On the encoder side all bits are known, so one context pass per plane is valid
-            # for both groups: parity-0 contexts never look at plane p, parity-1 contexts look
-            # only at plane p's parity-0 bits (see BitContextModel.plane_contexts).
-            contexts = model.plane_contexts(planes, p)
-        mask = _group_mask(planes, model, p, where)
-        ctx = contexts[mask].numpy()
-        if ctx.size == 0:
-            continue
-        bits = planes[:, p][mask].numpy().astype(np.int32)
-        probs = p1[ctx]
-        encoder.encode(bits, _FAMILY, probs)
-        chosen = np.where(bits == 1, probs, 1.0 - probs)
-        ideal -= float(np.log2(chosen).sum())
+    for p in range(planes.shape[1]):
+        # All bits are known here, so one context pass per plane serves both groups:
+        # parity-0 contexts never look at plane p, parity-1 contexts look only at plane p's
+        # parity-0 bits (see BitContextModel.plane_contexts).
+        contexts = _flat(model.plane_contexts(planes, p))
+        coded = model.coded_mask(planes, p)
+        for parity in (0, 1):
+            i4, i5 = groups.indices(p, parity, coded)
+            if i4.size == 0:
+                continue
+            bits = flat[i5].astype(np.int32)
+            probs = p1[contexts[i4]]
+            encoder.encode(bits, _FAMILY, probs)
+            ideal -= float(np.log2(np.where(bits == 1, probs, 1.0 - probs)).sum())
     words = encoder.get_compressed()
     return words.astype("<u4").tobytes(), ideal
 
@@ -122,18 +137,20 @@ def decode_planes(
 
 
 def _decode(words: np.ndarray, model: BitContextModel, p1: np.ndarray, shape) -> torch.Tensor:
-    planes = torch.zeros(shape, dtype=torch.uint8)
+    array = np.zeros(shape, dtype=np.uint8)
+    planes = torch.from_numpy(array)  # shares memory: decoded bits are seen by the contexts
+    flat = array.reshape(-1)
+    groups = _Groups(tuple(shape))
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
-        for p, _, where in _groups(planes):
-            contexts = model.plane_contexts(planes, p)
-            mask = _group_mask(planes, model, p, where)
-            ctx = contexts[mask].numpy()
-            if ctx.size == 0:
-                continue
-            bits = decoder.decode(_FAMILY, p1[ctx])
-            plane = planes[:, p]
-            plane[mask] = torch.from_numpy(bits.astype(np.uint8))
+        for p in range(shape[1]):
+            for parity in (0, 1):
+                # Recomputed per group: parity-1 contexts need plane p's parity-0 bits.
+                contexts = _flat(model.plane_contexts(planes, p))
+                i4, i5 = groups.indices(p, parity, model.coded_mask(planes, p))
+                if i4.size == 0:
+                    continue
+                flat[i5] = decoder.decode(_FAMILY, p1[contexts[i4]])
         exhausted = decoder.maybe_exhausted()
     except (AssertionError, ValueError, RuntimeError, OverflowError) as e:
         # constriction reports invalid data as AssertionError (0.5.0) or ValueError
