@@ -45,14 +45,27 @@ def test_compress_then_decompress_files(ckpt, png, tmp_path, capsys):
     assert np.array_equal(np.asarray(Image.open(rec)), np.asarray(expected))
 
 
-def test_stdin_to_stdout_in_a_real_process(ckpt, png):
-    data = subprocess.run(RUN + ["compress", "-", "--model", ckpt], input=png.read_bytes(),
+def _script() -> list[str]:
+    """The installed console script, else the same entry point through python -c."""
+    script = shutil.which("rtaic", path=str(Path(sys.executable).parent))
+    return [script] if script else RUN
+
+
+def test_stdin_to_stdout_through_the_console_script(ckpt, png):
+    data = subprocess.run(_script() + ["compress", "-", "--model", ckpt], input=png.read_bytes(),
                           capture_output=True, check=True, timeout=120).stdout  # fmt: skip
+    assert data[:4] == b"RTAI"
     assert data == load_codec(ckpt).compress(Image.open(png))
-    result = subprocess.run(RUN + ["decompress", "-", "-m", ckpt, "-q"], input=data,
-                            capture_output=True, check=True, timeout=120)  # fmt: skip
-    assert result.stderr == b""
-    image = Image.open(io.BytesIO(result.stdout))
+
+
+def test_decompress_stdin_to_stdout(ckpt, png, monkeypatch, capsys):
+    data = load_codec(ckpt).compress(Image.open(png))
+    stdin, stdout = io.BytesIO(data), io.BytesIO()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(stdout))
+    assert main(["decompress", "-", "-m", ckpt, "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    image = Image.open(io.BytesIO(stdout.getvalue()))
     assert image.format == "PNG" and image.size == (37, 21)
 
 
@@ -146,12 +159,3 @@ def test_model_from_the_environment(ckpt, png, monkeypatch):
     assert main(["compress", str(png), "-q"]) == 0
     assert main(["decompress", str(png.with_suffix(".rtaic")), "-o", str(png) + ".bmp", "-q"]) == 0
     assert Image.open(str(png) + ".bmp").format == "BMP"
-
-
-def test_installed_console_script(ckpt, png):
-    script = shutil.which("rtaic", path=str(Path(sys.executable).parent))
-    if script is None:
-        pytest.skip("console script not installed")
-    out = subprocess.run([script, "compress", str(png), "-o", "-", "-m", ckpt, "-q"],
-                         capture_output=True, timeout=120)  # fmt: skip
-    assert out.returncode == 0 and out.stdout[:4] == b"RTAI"
