@@ -44,6 +44,10 @@ def load_warm_start(model: pl.LightningModule, path: str) -> None:
 def train(cfg: DictConfig) -> dict:
     """Fit the model; returns the final callback metrics as floats."""
     pl.seed_everything(cfg.seed, workers=True)
+    if not cfg.get("cpu_onednn", True):
+        # oneDNN (mkldnn) runs these small-channel convs ~3x slower than PyTorch's own CPU
+        # kernels here (benchmarks/train_throughput.py --onednn); no effect on GPUs.
+        torch.backends.mkldnn.enabled = False
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     datamodule = instantiate(cfg.data)
