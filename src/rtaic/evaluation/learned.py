@@ -30,9 +30,14 @@ def load(checkpoint: str, loader: str = DEFAULT_LOADER):
 
 
 def header_bytes(codec, data: bytes) -> int:
-    """The codec's own header length if it can tell (``codec.header_bytes(data)``), else 0."""
+    """The codec's own header length if it can tell (``codec.header_bytes(data)``), else the
+    fixed header of the .rtaic bitstream (docs/bitstream.md)."""
     fn = getattr(codec, "header_bytes", None)
-    return int(fn(data)) if callable(fn) else 0
+    if callable(fn):
+        return int(fn(data))
+    from rtaic.coding.bitstream import HEADER_SIZE
+
+    return HEADER_SIZE
 
 
 def measure_checkpoints(
