@@ -70,13 +70,14 @@ def relative_size_plot(curves: Curves, space: str, reference: str, path: Path) -
     for codec in curves.codecs:
         if codec in HIDDEN[space]:
             continue
-        y = [rel[codec][str(p)]["mean"] for p in points]
-        y = [np.nan if v is None else 100 * v for v in y]
+        # Only where every image could be read: a mean over a subset would make false jumps.
+        y = [100 * s["mean"] if s["missing"] == 0 else np.nan for s in (rel[codec][str(p)] for p in points)]
         ax.plot(points, y, label=label(codec), **_style(codec))
     ax.axhline(100, color="gray", linewidth=0.8)
     ax.set_xlabel(f"MS-SSIM ({SPACE_LABEL[space]})")
-    ax.set_ylabel(f"file size relative to {label(reference)} (%), mean of per-image ratios")
-    ax.set_title(f"File size at equal quality, relative to {label(reference)} (header removed)")
+    ax.set_ylabel(f"size relative to {label(reference)} (%), mean of per-image ratios")
+    ax.set_title(f"File size at equal MS-SSIM relative to {label(reference)} (header removed)\n"
+                 "drawn only where every image's curves reach that MS-SSIM", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
     return _save(fig, path)
