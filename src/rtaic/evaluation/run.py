@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 def measure_baseline(path: str, name: str, sha256: str, codec: str, qualities: list) -> list[dict]:
     """All requested qualities of one baseline on one image (a worker job)."""
     baseline = get_baseline(codec)
+    baseline.setup()  # import the plugin outside the timed encode
     with Image.open(path) as im:
         image = im.convert("RGB")
     original = to_tensor(image)
