@@ -17,6 +17,7 @@ from rtaic.evaluation.measure import Record
 from rtaic.evaluation.summary import label, summarize
 
 FIELDS = list(Record.__dataclass_fields__)
+SPACE = {"rgb": "RGB", "ycbcr": "YCbCr"}
 
 
 def write_csv(records: list[dict], path: Path) -> None:
@@ -62,7 +63,7 @@ def markdown(summary: dict) -> str:
         hidden = plots.HIDDEN[space]
         codecs = [c for c in summary["codecs"] if c not in hidden]
         sz = summary["size_at_msssim"][space]
-        out += [f"## Bytes at fixed MS-SSIM ({space.upper()})", "",
+        out += [f"## Bytes at fixed MS-SSIM ({SPACE[space]})", "",
                 "Mean file bytes / payload bytes (payload bpp) per image.", ""]
         out += _table(["codec"] + ms, [
             [label(c)] + [f"{_fmt(sz[c][m]['bytes'], '.0f')} / {_fmt(sz[c][m]['payload_bytes'], '.0f')} "
@@ -71,13 +72,13 @@ def markdown(summary: dict) -> str:
         out.append("")
         for ref, rel in summary["relative_size"].items():
             r = rel[space]
-            out += [f"## File size relative to {label(ref)} at fixed MS-SSIM ({space.upper()})", ""]
+            out += [f"## File size relative to {label(ref)} at fixed MS-SSIM ({SPACE[space]})", ""]
             out += _table(["codec"] + ms, [
                 [label(c)] + [f"{_fmt(None if r[c][m]['mean'] is None else 100 * r[c][m]['mean'], '.1f')}%"
                               f"{_missing(r[c][m])}" for m in ms] for c in codecs])
             out.append("")
         q = summary["msssim_at_bpp"][space]
-        out += [f"## MS-SSIM at fixed bpp ({space.upper()}, payload bpp)", ""]
+        out += [f"## MS-SSIM at fixed bpp ({SPACE[space]}, payload bpp)", ""]
         out += _table(["codec"] + bpps, [
             [label(c)] + [f"{_fmt(q[c][b]['mean'], '.4f')}{_missing(q[c][b])}" for b in bpps] for c in codecs])
         out.append("")
@@ -85,7 +86,7 @@ def markdown(summary: dict) -> str:
     header, rows = ["codec"], {c: [label(c)] for c in summary["codecs"]}
     for ref, spaces in summary["bd_rate"].items():
         for space, vals in spaces.items():
-            header.append(f"vs {label(ref)}, {space.upper()}")
+            header.append(f"vs {label(ref)}, {SPACE[space]}")
             for c in summary["codecs"]:
                 v = vals[c]
                 rows[c].append(f"{_fmt(None if v['mean'] is None else 100 * v['mean'], '+.1f')}%{_missing(v)}")
