@@ -20,7 +20,7 @@ def test_reads_every_mode_as_8bit_rgb(tmp_path):
     gray = _save(tmp_path / "g.png", rgb[..., 0])
     rgba = _save(tmp_path / "a.png", np.dstack([rgb, np.full((5, 7), 128, np.uint8)]))
     deep = tmp_path / "d.png"
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(deep)
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(deep)
     pal = tmp_path / "p.png"
     Image.fromarray(rgb).convert("P").save(pal)
     for p in (gray, rgba, deep, pal):

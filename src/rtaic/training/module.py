@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 
-
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
