@@ -32,7 +32,14 @@ def make_checkpoint(path: Path, arch: Architecture = TINY, seed: int = 0) -> Pat
         cm.logits.copy_(torch.randn_like(cm.logits) * 2.0)
     state = {f"autoencoder.{k}": v for k, v in ae.state_dict().items()}
     state.update({f"context_model.{k}": v for k, v in cm.state_dict().items()})
-    torch.save({"state_dict": state, "rtaic": codec_record(ae, cm)}, path)
+    ckpt = {
+        "epoch": 0,  # some of Lightning's own keys, as plain types; the codec ignores them
+        "global_step": 1,
+        "hyper_parameters": {"architecture": arch.to_dict(), "target_bpp": 0.25},
+        "state_dict": state,
+        "rtaic": codec_record(ae, cm),
+    }
+    torch.save(ckpt, path)
     return path
 
 
