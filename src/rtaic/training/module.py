@@ -10,11 +10,20 @@ One training step (generator side):
 Both losses go through a single backward and a single optimizer step (their parameters are
 disjoint, the bitplanes are detached), so the step is DDP-friendly. A non-finite loss or gradient skips the step,
 is counted (``skipped_steps``, checkpointed) and never touches the weights.
+
+With ``adversarial`` set (``+discriminator=multiscale``, paper section 4) a paired multiscale
+discriminator D joins from step ``start_step`` on (see ``_adversarial``). Each step then
+also runs either a D step or a confusion step for G, as the accuracy-gated schedule
+decides, still with one backward: D's loss sees a detached pair, and the confusion
+gradient is taken at x_hat by ``autograd.grad`` (D's weights untouched), rescaled against
+the reconstruction gradient there and added at x_hat. D has its own Adam and scheduler,
+stepped outside Lightning's step counter so that ``global_step`` stays one per batch.
 """
 
 from __future__ import annotations
 
 import bisect
+from typing import NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -26,8 +35,29 @@ from rtaic.coding.context import BitContextModel
 from rtaic.coding.quantize import quantize_levels
 from rtaic.metrics import msssim_window, psnr
 from rtaic.nn.autoencoder import Architecture, Autoencoder, latent_channels_for
+from rtaic.nn.discriminator import MultiscaleDiscriminator
 from rtaic.training.acr import acr_penalty
+from rtaic.training.adversarial import (
+    AdversarialConfig,
+    AdversarialSchedule,
+    Decision,
+    GateState,
+    balance_gradients,
+    batch_accuracy,
+    confusion_loss,
+    discriminator_loss,
+    make_pairs,
+)
 from rtaic.training.losses import msssim_loss
+
+
+class AdversarialTerms(NamedTuple):
+    """What the GAN adds to one training step."""
+
+    decision: Decision
+    extra_loss: torch.Tensor  # D's loss and/or the balanced confusion term, same backward
+    accuracy: float  # D's batch accuracy on this step's pair, before any update
+    logs: dict
 
 
 class RTAICModule(pl.LightningModule):
@@ -45,6 +75,7 @@ class RTAICModule(pl.LightningModule):
         train_crop_size: int = 128,
         val_images_logged: int = 4,
         max_consecutive_skips: int = 50,
+        adversarial: dict | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -62,6 +93,12 @@ class RTAICModule(pl.LightningModule):
         self.train_window = msssim_window(train_crop_size)
         self.last_train_bpp: float | None = None
         self._consecutive_skips = 0
+        # GAN, off when adversarial is None; D's weights and the schedule are checkpointed
+        self.adversarial = AdversarialConfig(**adversarial) if adversarial else None
+        if self.adversarial is not None:
+            a = self.adversarial
+            self.discriminator = MultiscaleDiscriminator(a.width, a.depth, a.max_width)
+            self.schedule = AdversarialSchedule(a.lower, a.upper, a.momentum)
 
     # -- shared pieces ----------------------------------------------------------------
     def estimated_bpp(self, y: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -79,25 +116,38 @@ class RTAICModule(pl.LightningModule):
 
     # -- training ---------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        opt_g = self.optimizers()
-        opt_g = opt_g[0] if isinstance(opt_g, list) else opt_g
-        sched_g = self.lr_schedulers()
-        sched_g = sched_g[0] if isinstance(sched_g, list) else sched_g
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        scheds = self.lr_schedulers()
+        scheds = scheds if isinstance(scheds, list) else [scheds]
+        opt_g, sched_g = opts[0], scheds[0]
         r = self.reconstruction_losses(batch)
         loss_g = r["rec"] + self.acr_alpha * r["acr"]
         loss = loss_g + r["bpp"]
         if not torch.isfinite(loss):
             self._skip("loss")
             return
+        gan = self._adversarial(batch, r) if self.gan_active else None
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        if gan is not None:
+            opts[1].zero_grad(set_to_none=True)
+        self.manual_backward(loss if gan is None else loss + gan.extra_loss)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.autoencoder.parameters(), self.hparams.grad_clip)
-        if not torch.isfinite(grad_norm):
-            opt_g.zero_grad(set_to_none=True)
+        train_d = gan is not None and gan.decision.train_discriminator
+        d_grad_norm = (
+            torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), self.hparams.grad_clip)
+            if train_d
+            else torch.zeros(())
+        )
+        if not (torch.isfinite(grad_norm) and torch.isfinite(d_grad_norm)):
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
             self._skip("gradient")
             return
         opt_g.step()
         sched_g.step()
+        if gan is not None:
+            self._after_adversarial_step(gan, opts[1], scheds[1], d_grad_norm)
         self._consecutive_skips = 0
         self.last_train_bpp = float(r["bpp"].detach())
         self.log_dict(
@@ -113,6 +163,74 @@ class RTAICModule(pl.LightningModule):
         )
         self.log("bpp", r["bpp"].detach(), prog_bar=True, logger=False)
         self.log("msssim", r["msssim"].detach(), prog_bar=True, logger=False)
+
+    # -- adversarial training (paper section 4) ----------------------------------------
+    @property
+    def gan_active(self) -> bool:
+        return self.adversarial is not None and self.global_step >= self.adversarial.start_step
+
+    def _adversarial(self, x: torch.Tensor, r: dict) -> AdversarialTerms:
+        """The GAN's share of this step, chosen by the schedule from D's running accuracy.
+
+        D step:         BCE of D on the detached (target, reconstruction) pair.
+        Confusion step: g_adv = d confusion / d x_hat, rescaled to balance_ratio x the
+                        reconstruction gradient g_rec = d rec / d x_hat, enters the backward
+                        as <x_hat, scale * g_adv>. D is evaluated but gets no gradient.
+        """
+        decision = self.schedule.decide()
+        x_hat = r["out"].x_hat
+        pair, labels = make_pairs(x, x_hat)
+        logits = self.discriminator(pair if decision.confuse_generator else pair.detach())
+        logs = {
+            "train/gate_state": float(decision.state),
+            "train/d_step": float(decision.train_discriminator),
+        }
+        extra = torch.zeros((), device=x.device)
+        if decision.train_discriminator:
+            loss_d = discriminator_loss(logits, labels)
+            extra = extra + loss_d
+            logs["train/d_loss"] = loss_d.detach()
+        if decision.confuse_generator:
+            loss_adv = confusion_loss(logits, labels)
+            (g_rec,) = torch.autograd.grad(r["rec"], x_hat, retain_graph=True)
+            (g_adv,) = torch.autograd.grad(loss_adv, x_hat, retain_graph=True)
+            b = balance_gradients(g_rec, g_adv, self.adversarial.balance_ratio)
+            if b.scale:
+                extra = extra + (x_hat * (b.scale * g_adv)).sum()
+            logs.update({
+                "train/confusion_loss": loss_adv.detach(),
+                "train/grad_rec_norm": b.rec_norm,
+                "train/grad_adv_norm": b.adv_norm,
+                "train/adv_scale": b.scale,
+            })
+        accuracy = self._synced(batch_accuracy(logits.detach(), labels))
+        return AdversarialTerms(decision, extra, accuracy, logs)
+
+    def _synced(self, value: float) -> float:
+        """Mean over DDP ranks, so that every rank's schedule takes the same decisions."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return value
+        t = torch.tensor(value, device=self.device)
+        return float(self.trainer.strategy.reduce(t, reduce_op="mean"))
+
+    def _after_adversarial_step(self, gan: AdversarialTerms, opt_d, sched_d, d_grad_norm) -> None:
+        """Step D (if it trained), update the schedule and log what the gate did."""
+        if gan.decision.train_discriminator:
+            # not opt_d.step(): Lightning would count it in global_step (one per batch here)
+            self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=lambda: None, model=self)
+            sched_d.step()
+            gan.logs["train/d_grad_norm"] = d_grad_norm
+        self.schedule.update(gan.accuracy)
+        counts = self.schedule.counts
+        self.log_dict(
+            {
+                **gan.logs,
+                "train/d_accuracy": self.schedule.accuracy.value,
+                "train/d_batch_accuracy": gan.accuracy,
+                "train/d_lr": opt_d.param_groups[0]["lr"],
+                **{f"train/gate_count_{s.name.lower()}": float(counts[s]) for s in GateState},
+            }
+        )
 
     def _skip(self, what: str) -> None:
         self.skipped_steps += 1
@@ -180,7 +298,23 @@ class RTAICModule(pl.LightningModule):
         milestones = sorted(hp.lr_milestones)
         decay = lambda step: hp.lr_gamma ** bisect.bisect_right(milestones, step)  # noqa: E731
         sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, [decay, lambda step: 1.0])
-        return [opt_g], [{"scheduler": sched_g, "interval": "step"}]
+        if self.adversarial is None:
+            return [opt_g], [{"scheduler": sched_g, "interval": "step"}]
+        a = self.adversarial
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=a.lr, betas=a.betas)
+        d_decay = lambda step: a.lr_gamma ** bisect.bisect_right(a.lr_milestones, step)  # noqa: E731
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, d_decay)  # in D steps
+        return [opt_g, opt_d], [
+            {"scheduler": sched_g, "interval": "step"},
+            {"scheduler": sched_d, "interval": "step"},
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rtaic"] = codec_record(self.autoencoder, self.context_model)
+        if self.adversarial is not None:
+            checkpoint["rtaic_adversarial"] = self.schedule.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resume continues in the same gate state (running accuracy, turn, counts)."""
+        if self.adversarial is not None and "rtaic_adversarial" in checkpoint:
+            self.schedule.load_state_dict(checkpoint["rtaic_adversarial"])
