@@ -3,6 +3,7 @@ optimizer and the schedule, and a resume continues in the same gate state."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rtaic.checkpoint import load_networks
@@ -60,3 +61,27 @@ def test_resume_continues_in_the_same_gate_state(train_cfg):
     # D and its optimizer came back from the checkpoint: one more D step on top
     steps = lambda c: {int(v["step"]) for v in c["optimizer_states"][1]["state"].values()}  # noqa: E731
     assert steps(before) == {2} and steps(after) == {3}
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_gan_run_keeps_ranks_in_step(tmp_path):
+    """The GAN step (one backward per step, D idle in some steps) runs under 2-process DDP.
+    Gate decisions agree across ranks because D's batch accuracy is averaged over them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "RTAIC_OUTPUTS": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "train.py", "debug=fast", "model=rtaic_small", "trainer=ddp",
+        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        "data.crop_size=64", "data.val_crop_size=64", *TINY_GAN,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (ckpt,) = tmp_path.rglob("last.ckpt")
+    state = torch.load(ckpt, weights_only=True)
+    assert state["global_step"] == 6 and sum(state["rtaic_adversarial"]["counts"]) == 4
