@@ -145,7 +145,10 @@ def test_not_an_image_transparency_and_bad_model(ckpt, tmp_path, capsys):
 
 
 def test_usage_errors(ckpt, png, monkeypatch, capsys):
+    from rtaic import zoo
+
     monkeypatch.delenv("RTAIC_MODEL", raising=False)
+    monkeypatch.setattr(zoo, "MANIFEST", Path(str(png) + ".none.json"))
     assert main(["compress", str(png)]) == 2
     assert "no model" in capsys.readouterr().err
     assert main(["compress", str(png), str(png), "-o", "not-a-dir", "-m", ckpt]) == 2
@@ -159,3 +162,29 @@ def test_model_from_the_environment(ckpt, png, monkeypatch):
     assert main(["compress", str(png), "-q"]) == 0
     assert main(["decompress", str(png.with_suffix(".rtaic")), "-o", str(png) + ".bmp", "-q"]) == 0
     assert Image.open(str(png) + ".bmp").format == "BMP"
+
+
+def test_export_then_bundled_models_are_found_without_model_argument(ckpt, png, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    import json
+
+    from rtaic import zoo
+    from rtaic.codec import load_codec
+
+    models = tmp_path / "models"
+    assert main(["export", ckpt, "-o", str(models / "m.ckpt")]) == 0
+    exported = load_codec(models / "m.ckpt")
+    assert exported.fingerprint == load_codec(ckpt).fingerprint
+    assert (models / "m.ckpt").stat().st_size < Path(ckpt).stat().st_size * 1.01
+    manifest = {"default": "m", "models": {"m": {"file": "m.ckpt", "target_bpp": 0.1,
+                                                   "fingerprint": exported.fingerprint.hex()}}}
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(zoo, "MODELS_DIR", models)
+    monkeypatch.setattr(zoo, "MANIFEST", models / "manifest.json")
+    monkeypatch.delenv("RTAIC_MODEL", raising=False)
+    out = tmp_path / "a.rtaic"
+    assert main(["compress", str(png), "-o", str(out), "-q"]) == 0
+    assert main(["decompress", str(out), "-o", str(tmp_path / "a.png"), "-q"]) == 0
+    assert Image.open(tmp_path / "a.png").size == Image.open(png).size
+    monkeypatch.setattr(zoo, "MANIFEST", tmp_path / "missing.json")
+    assert main(["decompress", str(out), "-o", str(tmp_path / "b.png"), "-q"]) == 1

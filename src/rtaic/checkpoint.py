@@ -71,3 +71,19 @@ def load_networks(path: str | os.PathLike) -> CodecNetworks:
     if table.shape != (context_model.num_contexts,):
         raise CheckpointError(f"{path}: probability table has the wrong size")
     return CodecNetworks(autoencoder.eval(), context_model.eval(), table)
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> CodecNetworks:
+    """Write only what the codec needs (weights of the autoencoder and context model, and
+    the record) from a training checkpoint: no optimizer state, no discriminator."""
+    nets = load_networks(src)
+    state = {f"autoencoder.{k}": v for k, v in nets.autoencoder.state_dict().items()}
+    state |= {f"context_model.{k}": v for k, v in nets.context_model.state_dict().items()}
+    record = {
+        "format": FORMAT,
+        "architecture": nets.autoencoder.architecture.to_dict(),
+        "probability_table": nets.probability_table.tolist(),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    torch.save({"state_dict": state, "rtaic": record}, dst)
+    return nets

@@ -8,7 +8,9 @@
 ``-`` is stdin (and then stdout by default). With several inputs, ``-o`` names a directory.
 Derived output names never overwrite an existing file without ``--force``; an explicit
 ``-o FILE`` does. The model comes from ``--model`` or the ``RTAIC_MODEL`` environment
-variable. Reports go to stderr (stdout may carry data). Exit status: 0 if every file
+variable; without either, ``compress`` uses the bundled default model and ``decompress``
+the bundled model whose fingerprint the file names (see :mod:`rtaic.zoo`).
+``rtaic export CKPT -o MODEL`` strips a training checkpoint down to what the codec needs. Reports go to stderr (stdout may carry data). Exit status: 0 if every file
 succeeded, 1 if any failed (the others are still processed), 2 for usage errors.
 """
 
@@ -41,12 +43,58 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("inputs", nargs="+", metavar="FILE", help="input files; '-' is stdin")
         s.add_argument("-o", "--output", help="output file ('-' for stdout), or a directory")
         s.add_argument("-m", "--model", default=os.environ.get("RTAIC_MODEL"),
-                       help="checkpoint (default: $RTAIC_MODEL)")  # fmt: skip
+                       help="checkpoint (default: $RTAIC_MODEL, else a bundled model)")  # fmt: skip
         s.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         s.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
         if name == "decompress":
             s.add_argument("--format", help="image format (default: from the suffix, else PNG)")
+    e = sub.add_parser("export", help="write a codec-only model file from a training checkpoint")
+    e.add_argument("checkpoint", help="training checkpoint (.ckpt)")
+    e.add_argument("-o", "--output", required=True, help="model file to write")
     return p
+
+
+class _Models:
+    """Loads codecs on demand: the explicit model, else bundled ones (by fingerprint)."""
+
+    def __init__(self, explicit: str | None) -> None:
+        self.explicit, self.loaded = explicit, {}
+
+    def _load(self, path) -> object:
+        from rtaic.checkpoint import CheckpointError
+        from rtaic.codec import load_codec
+
+        key = str(path)
+        if key not in self.loaded:
+            try:
+                self.loaded[key] = load_codec(path)
+            except (CheckpointError, ValueError, KeyError, RuntimeError) as e:
+                raise CliError(f"cannot load model {path}: {e}") from e
+        return self.loaded[key]
+
+    def for_compress(self):
+        from rtaic import zoo
+
+        path = self.explicit or zoo.default_model()
+        if path is None:
+            raise CliError("no model: pass --model CHECKPOINT or set RTAIC_MODEL")
+        return self._load(path)
+
+    def for_data(self, name: str, data: bytes):
+        if self.explicit:
+            return self._load(self.explicit)
+        from rtaic import zoo
+        from rtaic.coding.bitstream import BitstreamError, unpack
+
+        try:
+            header, _ = unpack(data)
+        except BitstreamError as e:
+            raise CliError(f"{name}: invalid rtaic file: {e}") from e
+        path = zoo.model_for_fingerprint(header.fingerprint)
+        if path is None:
+            raise CliError(f"{name}: made with model {header.fingerprint.hex()}, which is not "
+                           "bundled: pass --model CHECKPOINT")  # fmt: skip
+        return self._load(path)
 
 
 def _read(name: str) -> bytes:
@@ -111,9 +159,10 @@ def _open_image(name: str, data: bytes) -> Image.Image:
     return image
 
 
-def _compress(codec, name: str, out: str, overwrite: bool, quiet: bool) -> None:
+def _compress(models: _Models, name: str, out: str, overwrite: bool, quiet: bool) -> None:
     from rtaic.imageio import ImageModeError
 
+    codec = models.for_compress()
     image = _open_image(name, _read(name))
     try:
         data = codec.compress(image)
@@ -126,10 +175,12 @@ def _compress(codec, name: str, out: str, overwrite: bool, quiet: bool) -> None:
               file=sys.stderr)  # fmt: skip
 
 
-def _decompress(codec, name: str, out: str, overwrite: bool, quiet: bool, fmt: str | None) -> None:
+def _decompress(models: _Models, name: str, out: str, overwrite: bool, quiet: bool,
+                fmt: str | None) -> None:  # fmt: skip
     from rtaic.coding.bitstream import BitstreamError
 
     data = _read(name)
+    codec = models.for_data(name, data)
     try:
         image = codec.decompress(data)
     except BitstreamError as e:
@@ -158,9 +209,8 @@ def _error(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rtaic`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    if not args.model:
-        _error("no model: pass --model CHECKPOINT or set RTAIC_MODEL")
-        return 2
+    if args.command == "export":
+        return _export(args.checkpoint, args.output)
     many = len(args.inputs) > 1
     if args.inputs.count(STDIO) > 1:
         _error("'-' (stdin) can be given only once")
@@ -169,23 +219,27 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"with several inputs, -o must be an existing directory (got {args.output!r})")
         return 2
 
-    from rtaic.checkpoint import CheckpointError
-    from rtaic.codec import load_codec
+    models = _Models(args.model)
+    if args.command == "compress" and not args.model:
+        from rtaic import zoo
 
-    try:
-        codec = load_codec(args.model)
-    except (CheckpointError, ValueError, KeyError, RuntimeError) as e:
-        _error(f"cannot load model {args.model}: {e}")
-        return 1
-
+        if zoo.default_model() is None:
+            _error("no model: pass --model CHECKPOINT or set RTAIC_MODEL")
+            return 2
+    if args.command == "compress":
+        try:
+            models.for_compress()  # a bad model is one error, not one per file
+        except CliError as e:
+            _error(str(e))
+            return 1
     failed = 0
     for name in args.inputs:
         try:
             out, overwrite = _output_for(name, args, many)
             if args.command == "compress":
-                _compress(codec, name, out, overwrite, args.quiet)
+                _compress(models, name, out, overwrite, args.quiet)
             else:
-                _decompress(codec, name, out, overwrite, args.quiet, args.format)
+                _decompress(models, name, out, overwrite, args.quiet, args.format)
         except CliError as e:
             _error(str(e))
             failed += 1
@@ -196,3 +250,17 @@ def main(argv: list[str] | None = None) -> int:
             _error(f"{name}: unexpected error ({type(e).__name__}): {e}")
             failed += 1
     return 1 if failed else 0
+
+
+def _export(checkpoint: str, output: str) -> int:
+    from rtaic.checkpoint import CheckpointError, export_checkpoint
+    from rtaic.codec import model_fingerprint
+
+    try:
+        nets = export_checkpoint(checkpoint, output)
+    except (CheckpointError, OSError) as e:
+        _error(str(e))
+        return 1
+    print(f"{checkpoint} -> {output}: fingerprint {model_fingerprint(nets).hex()}, "
+          f"{os.path.getsize(output)} bytes", file=sys.stderr)  # fmt: skip
+    return 0

@@ -1,0 +1,46 @@
+"""The project's trained models, shipped inside the package (``rtaic/models``).
+
+``manifest.json`` lists them: file, model fingerprint, target bitrate, how they were
+trained. ``rtaic compress`` uses the default one when no model is given, and
+``rtaic decompress`` finds the model of a file by the fingerprint in its header.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+MANIFEST = MODELS_DIR / "manifest.json"
+
+
+def manifest() -> dict:
+    """{"default": name, "models": {name: {"file", "fingerprint", ...}}} (empty if none)."""
+    if not MANIFEST.is_file():
+        return {"default": None, "models": {}}
+    return json.loads(MANIFEST.read_text())
+
+
+def model_path(name: str) -> Path:
+    entry = manifest()["models"].get(name)
+    if entry is None:
+        raise KeyError(f"no bundled model {name!r}; have {sorted(manifest()['models'])}")
+    return MODELS_DIR / entry["file"]
+
+
+def default_model() -> Path | None:
+    m = manifest()
+    return model_path(m["default"]) if m.get("default") else None
+
+
+def model_for_fingerprint(fingerprint: bytes) -> Path | None:
+    for entry in manifest()["models"].values():
+        if entry["fingerprint"] == fingerprint.hex():
+            return MODELS_DIR / entry["file"]
+    return None
+
+
+def all_models() -> list[Path]:
+    """Every bundled model, in order of target bitrate."""
+    entries = sorted(manifest()["models"].values(), key=lambda e: e.get("target_bpp", 0))
+    return [MODELS_DIR / e["file"] for e in entries]
