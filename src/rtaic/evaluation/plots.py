@@ -18,6 +18,7 @@ from rtaic.evaluation.summary import Curves, label, relative_size  # noqa: E402
 
 # The paper reports BPG 4:2:0 in YCbCr and 4:4:4 in RGB; HEVC stands in for BPG here.
 HIDDEN = {"rgb": {"hevc420"}, "ycbcr": {"hevc444"}}
+SPACE_NAME = {"rgb": "RGB", "ycbcr": "YCbCr"}
 SPACE_LABEL = {"rgb": "RGB, channels 1:1:1", "ycbcr": "YCbCr, channels 6:1:1"}
 
 
@@ -57,7 +58,7 @@ def rd_plot(curves: Curves, space: str, path: Path, max_bpp: float = 2.0) -> Pat
     ax.set_ylim(0.88, 1.0)
     ax.set_xlabel("bits per pixel (header removed), mean over images")
     ax.set_ylabel(f"MS-SSIM ({SPACE_LABEL[space]})")
-    ax.set_title(f"Rate-distortion on {len(curves.images)} images, MS-SSIM in {space.upper()}")
+    ax.set_title(f"Rate-distortion on {len(curves.images)} images, MS-SSIM in {SPACE_NAME[space]}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     return _save(fig, path)
