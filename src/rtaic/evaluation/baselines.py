@@ -60,7 +60,7 @@ class Jpeg(Baseline):
     """libjpeg-turbo through Pillow, optimised Huffman tables, baseline (not progressive)."""
 
     format = "JPEG"
-    qualities = (5, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 85, 90, 95, 97)
+    qualities = (5, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 85, 90, 95, 97, 99)
 
     def __init__(self, subsampling: str):
         self.subsampling = subsampling
@@ -81,7 +81,7 @@ class Jpeg2000(Baseline):
     """OpenJPEG, irreversible 9/7 wavelet with the colour transform; quality = target bpp."""
 
     name, label, format = "jpeg2000", "JPEG 2000", "JPEG2000"
-    qualities = (0.05, 0.07, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+    qualities = (0.05, 0.07, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
     def version(self) -> str:
         return f"pillow {Image.__version__}, openjpeg {features.version('jpg_2000')}"
@@ -118,7 +118,7 @@ class Avif(Baseline):
     """libavif (AV1 intra) through pillow-avif-plugin, 4:4:4, one thread."""
 
     name, label, format = "avif", "AVIF", "AVIF"
-    qualities = (5, 10, 15, 20, 25, 30, 35, 40, 50, 60, 70, 80, 85, 90)
+    qualities = (5, 10, 15, 20, 25, 30, 35, 40, 50, 60, 70, 80, 85, 90, 95)
 
     def setup(self) -> None:
         import pillow_avif  # noqa: F401  (replaces Pillow's own AVIF plugin)

@@ -17,6 +17,7 @@ from PIL import Image
 from rtaic.evaluation.baselines import get_baseline
 from rtaic.evaluation.cache import ResultCache, cache_key
 from rtaic.evaluation.images import list_images, sha256_file
+from rtaic.evaluation.learned import CODEC_NAME as OURS
 from rtaic.evaluation.learned import DEFAULT_LOADER, measure_checkpoints
 from rtaic.evaluation.measure import measure, to_tensor
 from rtaic.evaluation.pool import run_jobs
@@ -77,7 +78,8 @@ def collect(
         jobs = [(path, name, sha, list(checkpoints), loader) for path, name, sha in images]
         for _, result in run_jobs(measure_checkpoints, jobs, workers, "checkpoints", progress):
             records.extend(result)
-    return records
+    rank = {c: i for i, c in enumerate([OURS, *codecs])}  # report order: ours, then as configured
+    return sorted(records, key=lambda r: rank[r["codec"]])
 
 
 def evaluate(
