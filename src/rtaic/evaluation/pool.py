@@ -26,11 +26,18 @@ def run_jobs(
     """Yield ``(job, fn(*job))`` as jobs finish; in-process when ``workers <= 1``."""
     bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress or not jobs)
     try:
-        if workers <= 1:
-            for job in jobs:
-                result = fn(*job)
-                bar.update()
-                yield job, result
+        if workers <= 1:  # in this process, also on one thread (timings comparable, no spinning)
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for job in jobs:
+                    result = fn(*job)
+                    bar.update()
+                    yield job, result
+            finally:
+                torch.set_num_threads(threads)
             return
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
