@@ -94,7 +94,8 @@ def timing_plot(summary: dict, which: str, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("bits per pixel (whole file), mean over images at each quality setting")
     ax.set_ylabel(f"{which} time per image (ms), mean")
-    ax.set_title(f"{which.capitalize()} time vs quality (one process, one thread per codec)")
+    ax.set_title(f"{which.capitalize()} time vs quality\n(one worker per core; encoders on one "
+                 "thread where the plugin allows, x265 not)", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
