@@ -32,12 +32,15 @@ def test_width_and_depth_are_configurable():
     assert d.stem[0].in_channels == 6
 
 
-def test_order_of_the_pair_matters():
-    """A pair-aware D must be able to tell (a, b) from (b, a)."""
+def test_swapping_the_pair_flips_the_logit():
+    """Antisymmetric by construction: P(first is real) = 1 - P(second is real)."""
     torch.manual_seed(0)
-    d = MultiscaleDiscriminator(width=4, depth=2)
-    a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    assert not torch.allclose(d(torch.cat([a, b], 1)), d(torch.cat([b, a], 1)))
+    d = MultiscaleDiscriminator(width=4, depth=3)
+    a, b = torch.rand(2, 3, 17, 23), torch.rand(2, 3, 17, 23)
+    ab, ba = d(torch.cat([a, b], 1)), d(torch.cat([b, a], 1))
+    torch.testing.assert_close(ab, -ba)
+    assert (ab.abs() > 0).all()
+    torch.testing.assert_close(d(torch.cat([a, a], 1)), torch.zeros(2))
 
 
 def test_rejects_single_image():

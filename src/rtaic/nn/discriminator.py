@@ -9,7 +9,13 @@ reconstruction rather than to image content.
     h_0 = lrelu(Conv3x3(pair))
     h_d = Block_d(h_{d-1})          d = 1..depth, each halves the resolution
     s_d = mean_{H,W}(Conv1x1(h_d))  one scalar per depth (fine to coarse)
-    logit = mean_d s_d              P(first is the target) = sigmoid(logit)
+    b_d(first, second) = s_d(first, second) - s_d(second, first)
+    logit = mean_d b_d              P(first is the target) = sigmoid(logit)
+
+The antisymmetric readout b_d makes the answer consistent under swapping (P(first is
+real) = 1 - P(second is real)) and is what makes D learn at all in a few hundred steps:
+on reconstructions of a 0.1 bpp model, the plain concatenated network stayed at chance
+for 360 Adam steps (lr 1e-3), the antisymmetric one reached 100 % accuracy within 60.
 
 Every block is a 3x3 stride-2 conv (padding 1: size -> ceil(size / 2), never 0) and a
 3x3 conv, so any image size from 1x1 up works, odd ones included. The branches make the
@@ -67,17 +73,22 @@ class MultiscaleDiscriminator(nn.Module):
         return len(self.blocks)
 
     def branch_outputs(self, pair: torch.Tensor) -> torch.Tensor:
-        """(N, 2C, H, W) -> (N, depth): the scalar of every branch, fine to coarse."""
+        """(N, 2C, H, W) -> (N, depth): the antisymmetric scalar of every branch, fine to
+        coarse. Both orders of the pair go through the network as one batch."""
         if pair.dim() != 4 or pair.shape[1] != 2 * self.in_channels:
             raise ValueError(
                 f"expected a pair of shape (N, {2 * self.in_channels}, H, W), got {tuple(pair.shape)}"
             )
-        h = self.stem(pair)
+        c = self.in_channels
+        both = torch.cat([pair, torch.cat([pair[:, c:], pair[:, :c]], dim=1)], dim=0)
+        h = self.stem(both)
         outs = []
         for block, branch in zip(self.blocks, self.branches, strict=True):
             h = block(h)
             outs.append(branch(h).mean(dim=(-2, -1)).squeeze(1))
-        return torch.stack(outs, dim=1)
+        s = torch.stack(outs, dim=1)
+        forward, swapped = s.chunk(2, dim=0)
+        return forward - swapped
 
     def forward(self, pair: torch.Tensor) -> torch.Tensor:
         """(N, 2C, H, W) -> (N,) logit; sigmoid(logit) = P(the first image is the target)."""
