@@ -27,7 +27,7 @@ def test_gan_is_off_by_default_and_on_with_the_additive_override(train_cfg):
 
 
 def test_gan_run_checkpoints_discriminator_optimizer_and_schedule(train_cfg, tmp_path):
-    metrics = train(train_cfg(TINY_GAN + ["trainer.max_steps=6"]))
+    metrics = train(train_cfg(TINY_GAN + ALWAYS_ALTERNATE + ["trainer.max_steps=6"]))
     ckpt = torch.load(metrics["last_checkpoint"], weights_only=True)
     assert ckpt["global_step"] == 6  # D's optimizer steps are not counted
     assert any(k.startswith("discriminator.") for k in ckpt["state_dict"])
@@ -36,6 +36,11 @@ def test_gan_run_checkpoints_discriminator_optimizer_and_schedule(train_cfg, tmp
     assert sum(schedule["counts"]) == 4 == schedule["accuracy"]["updates"]  # from step 2 on
     assert metrics["skipped_steps"] == 0 and torch.isfinite(torch.tensor(metrics["train/bpp"]))
     load_networks(metrics["last_checkpoint"])  # the codec ignores D
+    # the last step (5) was a confusion step: balanced at x_hat, D untouched
+    assert schedule["counts"] == [0, 4, 0] and metrics["train/d_step"] == 0
+    applied = metrics["train/adv_scale"] * metrics["train/grad_adv_norm"]
+    assert applied == pytest.approx(0.2 * metrics["train/grad_rec_norm"], rel=1e-4)
+    assert metrics["train/grad_rec_norm"] > 0 and metrics["train/d_grad_norm"] == 0
 
 
 def test_resume_continues_in_the_same_gate_state(train_cfg):

@@ -181,28 +181,26 @@ class RTAICModule(pl.LightningModule):
         x_hat = r["out"].x_hat
         pair, labels = make_pairs(x, x_hat)
         logits = self.discriminator(pair if decision.confuse_generator else pair.detach())
+        loss_d = discriminator_loss(logits, labels)
+        loss_adv = confusion_loss(logits, labels)
+        (g_rec,) = torch.autograd.grad(r["rec"], x_hat, retain_graph=True)
+        # every key every step: Lightning re-logs a key's last value on steps that skip it
         logs = {
             "train/gate_state": float(decision.state),
             "train/d_step": float(decision.train_discriminator),
+            "train/d_loss": loss_d.detach(),
+            "train/confusion_loss": loss_adv.detach(),
+            "train/grad_rec_norm": g_rec.norm().item(),
+            "train/grad_adv_norm": 0.0,  # 0: no confusion gradient reached G this step
+            "train/adv_scale": 0.0,
         }
-        extra = torch.zeros((), device=x.device)
-        if decision.train_discriminator:
-            loss_d = discriminator_loss(logits, labels)
-            extra = extra + loss_d
-            logs["train/d_loss"] = loss_d.detach()
+        extra = loss_d if decision.train_discriminator else torch.zeros((), device=x.device)
         if decision.confuse_generator:
-            loss_adv = confusion_loss(logits, labels)
-            (g_rec,) = torch.autograd.grad(r["rec"], x_hat, retain_graph=True)
             (g_adv,) = torch.autograd.grad(loss_adv, x_hat, retain_graph=True)
             b = balance_gradients(g_rec, g_adv, self.adversarial.balance_ratio)
             if b.scale:
                 extra = extra + (x_hat * (b.scale * g_adv)).sum()
-            logs.update({
-                "train/confusion_loss": loss_adv.detach(),
-                "train/grad_rec_norm": b.rec_norm,
-                "train/grad_adv_norm": b.adv_norm,
-                "train/adv_scale": b.scale,
-            })
+            logs.update({"train/grad_adv_norm": b.adv_norm, "train/adv_scale": b.scale})
         accuracy = self._synced(batch_accuracy(logits.detach(), labels))
         return AdversarialTerms(decision, extra, accuracy, logs)
 
@@ -219,7 +217,6 @@ class RTAICModule(pl.LightningModule):
             # not opt_d.step(): Lightning would count it in global_step (one per batch here)
             self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=lambda: None, model=self)
             sched_d.step()
-            gan.logs["train/d_grad_norm"] = d_grad_norm
         self.schedule.update(gan.accuracy)
         counts = self.schedule.counts
         self.log_dict(
@@ -227,6 +224,7 @@ class RTAICModule(pl.LightningModule):
                 **gan.logs,
                 "train/d_accuracy": self.schedule.accuracy.value,
                 "train/d_batch_accuracy": gan.accuracy,
+                "train/d_grad_norm": d_grad_norm,  # 0 when D did not train
                 "train/d_lr": opt_d.param_groups[0]["lr"],
                 **{f"train/gate_count_{s.name.lower()}": float(counts[s]) for s in GateState},
             }
