@@ -14,6 +14,15 @@ from rtaic.data.kodak import download_kodak
 from rtaic.evaluation.run import evaluate
 
 
+def _checkpoints(listed) -> list[str]:
+    """null: the project's bundled models (rtaic.zoo); a list: those files."""
+    if listed is None:
+        from rtaic import zoo
+
+        return [str(p) for p in zoo.all_models()]
+    return [to_absolute_path(c) for c in listed]
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> dict:
     out_dir = HydraConfig.get().runtime.output_dir
@@ -42,7 +51,7 @@ def main(cfg: DictConfig) -> dict:
             out_dir=out_dir,
             cache_path=to_absolute_path(cfg.cache_dir) + "/baselines.jsonl",
             codecs=list(cfg.codecs),
-            checkpoints=[to_absolute_path(c) for c in cfg.checkpoints],
+            checkpoints=_checkpoints(cfg.checkpoints),
             workers=cfg.workers,
             bpp_points=list(cfg.bpp_points),
             msssim_points=list(cfg.msssim_points),
