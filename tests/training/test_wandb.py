@@ -15,4 +15,11 @@ def test_offline_wandb_run_is_written(train_cfg, tmp_path, monkeypatch):
                    b"architecture", b"train/acr_alpha", b"train/bpp", b"val/msssim",
                    b"val/reconstructions"):
         assert needle in record, needle
-    assert list((runs[0] / "files" / "media" / "images").rglob("*.png"))
+    import numpy as np
+    from PIL import Image
+
+    pngs = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
+    assert pngs
+    pixels = np.asarray(Image.open(pngs[0]).convert("RGB"))
+    assert pixels.shape[1] == 2 * pixels.shape[0]  # original | reconstruction
+    assert pixels.max() > 50 and pixels.std() > 5  # not a black (unscaled float) image

@@ -273,7 +273,11 @@ class RTAICModule(pl.LightningModule):
             return
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
-                pairs = [torch.cat([a, b], dim=-1).cpu() for a, b in zip(x[:k], x_hat[:k], strict=True)]
+                # uint8: wandb no longer rescales float tensors in [0, 1]
+                pairs = [
+                    (torch.cat([a, b], dim=-1).clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+                    for a, b in zip(x[:k], x_hat[:k], strict=True)
+                ]
                 logger.log_image(
                     key="val/reconstructions",
                     images=pairs,
