@@ -6,12 +6,13 @@ than silently evaluated on; a file that fails its check is deleted and reported,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
+
+from rtaic.data.folders import sha256_file
 
 KODAK_URL = "https://r0k.us/graphics/kodak/kodak/"
 KODAK_SHA256 = {
@@ -51,12 +52,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("RTAIC_CACHE") or Path.home() / ".cache" / "rtaic")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_kodak(
@@ -74,7 +69,7 @@ def download_kodak(
     root = Path(root) if root is not None else default_cache_dir() / "kodak"
     checksums = KODAK_SHA256 if checksums is None else checksums
     root.mkdir(parents=True, exist_ok=True)
-    todo = [n for n, digest in checksums.items() if not ((root / n).exists() and _sha256(root / n) == digest)]
+    todo = [n for n, digest in checksums.items() if not ((root / n).exists() and sha256_file(root / n) == digest)]
     for name in tqdm(todo, desc="downloading Kodak", unit="img", disable=not progress or not todo):
         tmp = root / (name + ".part")
         try:
@@ -82,7 +77,7 @@ def download_kodak(
                 with open(tmp, "wb") as f:
                     for block in iter(lambda r=r: r.read(1 << 16), b""):
                         f.write(block)
-            got = _sha256(tmp)
+            got = sha256_file(tmp)
             if got != checksums[name]:
                 raise ChecksumError(f"{name}: sha256 {got} != expected {checksums[name]}; refused")
             os.replace(tmp, root / name)

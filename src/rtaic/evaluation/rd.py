@@ -28,22 +28,24 @@ def monotone(rate, quality) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rate[idx], quality[idx], idx
 
 
+def _interp_within(x: np.ndarray, y: np.ndarray, at) -> np.ndarray:
+    """y(at) by linear interpolation over increasing x; NaN outside [x[0], x[-1]]."""
+    at = np.atleast_1d(np.asarray(at, float))
+    if len(x) == 0:
+        return np.full(at.shape, np.nan)
+    return np.where((at >= x[0]) & (at <= x[-1]), np.interp(at, x, y), np.nan)
+
+
 def quality_at_rate(rate, quality, at) -> np.ndarray:
     """Quality read off the monotone curve at each rate in ``at`` (NaN outside its range)."""
     r, q, _ = monotone(rate, quality)
-    at = np.atleast_1d(np.asarray(at, float))
-    if len(r) == 0:
-        return np.full(at.shape, np.nan)
-    return np.where((at >= r[0]) & (at <= r[-1]), np.interp(at, r, q), np.nan)
+    return _interp_within(r, q, at)
 
 
 def rate_at_quality(rate, quality, at) -> np.ndarray:
     """Rate needed for each quality in ``at`` (NaN outside the curve's range)."""
     r, q, _ = monotone(rate, quality)
-    at = np.atleast_1d(np.asarray(at, float))
-    if len(r) == 0:
-        return np.full(at.shape, np.nan)
-    return np.where((at >= q[0]) & (at <= q[-1]), np.interp(at, q, r), np.nan)
+    return _interp_within(q, r, at)
 
 
 def msssim_db(m) -> np.ndarray:

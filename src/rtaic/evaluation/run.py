@@ -14,9 +14,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from rtaic.data.folders import find_images, sha256_file
 from rtaic.evaluation.baselines import get_baseline
 from rtaic.evaluation.cache import ResultCache, cache_key
-from rtaic.evaluation.images import list_images, sha256_file
 from rtaic.evaluation.learned import CODEC_NAME as OURS
 from rtaic.evaluation.learned import DEFAULT_LOADER, measure_checkpoints
 from rtaic.evaluation.measure import measure, to_tensor
@@ -101,7 +101,7 @@ def evaluate(
     from rtaic.evaluation import report  # imported late: matplotlib stays out of the workers
 
     t0 = time.perf_counter()
-    paths = list_images(image_root)
+    paths = find_images(image_root, recursive=False)
     records = collect(paths, list(codecs), list(checkpoints), ResultCache(cache_path),
                       workers, loader, progress, qualities)
     summary = report.write_report(
