@@ -1,6 +1,18 @@
 """The default logger: an offline W&B run with the resolved config, tags, metrics, images."""
 
 
+def _read_when_flushed(run_dir, last_needle, timeout_s=30.0):
+    """The run's transaction log once it holds ``last_needle`` (or whatever it holds by then)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = next(run_dir.glob("run-*.wandb")).read_bytes()
+        if last_needle in record or time.monotonic() > deadline:
+            return record
+        time.sleep(0.5)
+
+
 def test_offline_wandb_run_is_written(train_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -10,7 +22,7 @@ def test_offline_wandb_run_is_written(train_cfg, tmp_path, monkeypatch):
     train(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    record = _read_when_flushed(runs[0], b"val/reconstructions")
     for needle in (b'"model:rtaic_small"', b'"target_bpp:0.5"', b'"color_space:rgb"',
                    b"architecture", b"train/acr_alpha", b"train/bpp", b"val/msssim",
                    b"val/reconstructions"):

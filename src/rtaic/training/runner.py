@@ -70,6 +70,9 @@ def train(cfg: DictConfig) -> dict:
             import wandb
 
             wandb.finish()
+            # finish() can return before the offline run's transaction log is flushed
+            # (seen in CI: a header-only .wandb file); teardown waits for the writer.
+            wandb.teardown()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["skipped_steps"] = int(model.skipped_steps)
     ckpt_cb = trainer.checkpoint_callback
