@@ -48,7 +48,7 @@ from rtaic.training.adversarial import (
     discriminator_loss,
     make_pairs,
 )
-from rtaic.training.losses import msssim_loss
+from rtaic.training.losses import distortion_loss, msssim_loss
 
 
 class AdversarialTerms(NamedTuple):
@@ -72,6 +72,7 @@ class RTAICModule(pl.LightningModule):
         context_lr: float = 1e-2,
         grad_clip: float = 1.0,
         acr_epsilon: float = 1e-2,
+        l1_weight: float = 0.0,
         train_crop_size: int = 128,
         val_images_logged: int = 4,
         max_consecutive_skips: int = 50,
@@ -109,7 +110,9 @@ class RTAICModule(pl.LightningModule):
 
     def reconstruction_losses(self, x: torch.Tensor) -> dict:
         out = self.autoencoder(x)
-        rec, msssim = msssim_loss(out.x_hat, x, self.architecture.color_space, self.train_window)
+        rec, msssim = distortion_loss(
+            out.x_hat, x, self.architecture.color_space, self.train_window, self.hparams.l1_weight
+        )
         penalty = acr_penalty(out.q, self.hparams.acr_epsilon)
         bpp = self.estimated_bpp(out.y, x.shape[-2] * x.shape[-1])
         return {"out": out, "rec": rec, "msssim": msssim.mean(), "acr": penalty, "bpp": bpp.mean()}
