@@ -150,7 +150,7 @@ class Codec:
         t2 = time.perf_counter()
         with single_thread():
             planes = to_bitplanes(levels, self.architecture.bits)
-            payload, ideal = encode_planes(planes, self.context_model, self.table)
+            payload, ideal = encode_planes(planes, self.context_model, self.table, bitstream.VERSION)
         t3 = time.perf_counter()
         h, w = prep.size
         header = Header(
@@ -171,6 +171,10 @@ class Codec:
         if reconstruct:
             recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
         return EncodeResult(data, ideal, timings, recon)
+
+    def latent_levels(self, image: Image.Image) -> torch.Tensor:
+        """The integer latent levels (1, C, h, w) that :meth:`encode` codes."""
+        return self._analyse(prepare(image))
 
     def read_header(self, data: bytes) -> Header:
         """Parse and check a bitstream's header against this model (BitstreamError if not)."""
@@ -203,7 +207,7 @@ class Codec:
         c, lh, lw = header.latent_shape
         shape = (1, self.architecture.bits, c, lh, lw)
         with single_thread():
-            planes = decode_planes(payload, self.context_model, self.table, shape)
+            planes = decode_planes(payload, self.context_model, self.table, shape, header.version)
             levels = from_bitplanes(planes)
         t1 = time.perf_counter()
         image = self._synthesize(levels, header.height, header.width, header.mode, header.tile,

@@ -13,7 +13,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"RTAI"
-VERSION = 1
+VERSION = 2  # what this rtaic writes
+READABLE_VERSIONS = (1, 2)  # 1: every slice coded, Bernoulli model (coding/arithmetic.py)
 
 # Code <-> name tables are part of the format: append only, never reorder.
 MODES = ("RGB", "L", "RGBA", "LA", "P", "1", "I;16", "I", "F", "CMYK", "YCbCr", "HSV", "RGBX")
@@ -48,9 +49,12 @@ class Header:
     margin: int  # tile overlap on each side in pixels, a multiple of the model stride
     latent_shape: tuple[int, int, int]  # (C, H, W) of the coded latent
     payload_length: int = 0
+    version: int = VERSION  # the payload layout (the header is the same in all versions)
 
     def validate(self) -> None:
         """Refuse values no valid encoder writes (before anything is allocated)."""
+        if self.version not in READABLE_VERSIONS:
+            raise BitstreamError(f"unsupported bitstream version {self.version}")
         if len(self.fingerprint) != 8:
             raise BitstreamError("fingerprint must be 8 bytes")
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
@@ -83,7 +87,7 @@ def pack(header: Header, payload: bytes) -> bytes:
     c, h, w = header.latent_shape
     fields = _FIELDS.pack(
         MAGIC,
-        VERSION,
+        header.version,
         header.fingerprint,
         header.width,
         header.height,
@@ -109,8 +113,9 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if len(data) < len(MAGIC) + 1:
         raise BitstreamError("truncated header")
     version = data[len(MAGIC)]
-    if version != VERSION:
-        raise BitstreamError(f"unsupported bitstream version {version} (this rtaic reads {VERSION})")
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
+        raise BitstreamError(f"unsupported bitstream version {version} (this rtaic reads {readable})")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated header ({len(data)} of {HEADER_SIZE} bytes)")
     fields = data[: _FIELDS.size]
@@ -129,6 +134,6 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if space >= len(COLOR_SPACES):
         raise BitstreamError(f"unknown colour space code {space}")
     header = Header(fp, width, height, MODES[mode], COLOR_SPACES[space], bits, tile, margin,
-                    (c, h, w), length)  # fmt: skip
+                    (c, h, w), length, version)  # fmt: skip
     header.validate()
     return header, payload

@@ -131,8 +131,14 @@ class BitContextModel(nn.Module):
         return np.clip(np.rint(p1 * scale), 1, scale - 1).astype(np.int64)
 
 
-def code_length_bits(table: np.ndarray, model: BitContextModel, planes: torch.Tensor) -> float:
-    """Ideal code length in bits of planes under an integer probability table."""
+def code_length_bits(
+    table: np.ndarray, model: BitContextModel, planes: torch.Tensor, skip_empty: bool = False
+) -> float:
+    """Ideal code length in bits of planes under an integer probability table.
+
+    ``skip_empty=True`` counts what payload version 2 codes: the bits of empty magnitude
+    slices (plane, image, channel) are left out and every such slice has a 1-bit flag.
+    """
     p1 = torch.from_numpy(table).double() / 2**PROBABILITY_BITS
     total = 0.0
     for p in range(planes.shape[1]):
@@ -140,6 +146,10 @@ def code_length_bits(table: np.ndarray, model: BitContextModel, planes: torch.Te
         bit = planes[:, p].bool()
         prob = torch.where(bit, p1[ctx], 1 - p1[ctx])
         mask = model.coded_mask(planes, p)
+        if skip_empty and p < planes.shape[1] - 1:
+            active = bit.flatten(2).any(dim=2)  # (N, C)
+            total += active.numel()  # the flags
+            mask = active[..., None, None].expand_as(bit)
         if mask is not None:
             prob = prob[mask]
         total += float(-torch.log2(prob).sum())
