@@ -72,7 +72,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--target-bpp", type=float, default=0.25)
-    ap.add_argument("--onednn", action="store_true", help="keep oneDNN on (train.yaml's cpu_onednn)")
+    ap.add_argument("--no-onednn", dest="onednn", action="store_false",
+                    help="turn oneDNN off (train.yaml's cpu_onednn=false)")  # fmt: skip
     args = ap.parse_args()
     torch.backends.mkldnn.enabled = args.onednn
 

@@ -48,3 +48,43 @@ def test_weighted_msssim_weights_luma_six_to_one():
 def test_psnr():
     x = torch.zeros(1, 3, 4, 4)
     assert psnr(x + 0.1, x).item() == pytest.approx(20.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+@pytest.mark.parametrize("space", ["rgb", "ycbcr"])
+def test_training_gradient_is_the_plain_autograd_gradient(space, onednn):
+    """The metric differentiates its own graph with oneDNN off: same values, same gradients."""
+    from pytorch_msssim import ms_ssim
+
+    from rtaic.color import to_space
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 128, 128, generator=g)
+    x_hat = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1).requires_grad_()
+    with torch.backends.mkldnn.flags(enabled=onednn):
+        score = weighted_msssim(x_hat, x, space, 7)
+        (grad,) = torch.autograd.grad((score * torch.tensor([1.0, 2.0])).sum(), x_hat)
+
+    ref_in = x_hat.detach().clone().requires_grad_()
+    a, b = to_space(ref_in, space), to_space(x, space)
+    per_channel = [ms_ssim(a[:, c : c + 1], b[:, c : c + 1], data_range=1.0, size_average=False,
+                           win_size=7) for c in range(3)]  # fmt: skip
+    ref = sum(w * s for w, s in zip(CHANNEL_WEIGHTS[space], per_channel, strict=True))
+    (ref_grad,) = torch.autograd.grad((ref * torch.tensor([1.0, 2.0])).sum(), ref_in)
+    assert torch.allclose(score, ref.detach(), atol=1e-6)
+    assert torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-7)
+    assert grad.abs().sum() > 0
+    # gradients reach whichever input asks for them
+    target = x.clone().requires_grad_()
+    (g_target,) = torch.autograd.grad(weighted_msssim(x_hat.detach(), target, space, 7).sum(), target)
+    assert g_target.shape == x.shape and g_target.abs().sum() > 0
+
+
+def test_training_gradient_can_be_taken_twice():
+    """The GAN's balancing differentiates the loss once with retain_graph, then again."""
+    x = torch.rand(1, 3, 128, 128)
+    x_hat = (x * 0.9).requires_grad_()
+    loss = 1 - weighted_msssim(x_hat, x, "rgb", 7).sum()
+    (first,) = torch.autograd.grad(loss, x_hat, retain_graph=True)
+    loss.backward()
+    assert torch.allclose(first, x_hat.grad)

@@ -45,8 +45,9 @@ def train(cfg: DictConfig) -> dict:
     """Fit the model; returns the final callback metrics as floats."""
     pl.seed_everything(cfg.seed, workers=True)
     if not cfg.get("cpu_onednn", True):
-        # oneDNN (mkldnn) runs these small-channel convs ~3x slower than PyTorch's own CPU
-        # kernels here (benchmarks/train_throughput.py --onednn); no effect on GPUs.
+        # oneDNN (mkldnn) runs the networks' convolutions ~3x faster than PyTorch's own CPU
+        # kernels here; the MS-SSIM filter, which it runs badly, is kept off it in
+        # rtaic.metrics whatever this says. Off: benchmarks/train_throughput.py --no-onednn.
         torch.backends.mkldnn.enabled = False
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
