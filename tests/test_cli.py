@@ -188,3 +188,16 @@ def test_export_then_bundled_models_are_found_without_model_argument(ckpt, png, 
     assert Image.open(tmp_path / "a.png").size == Image.open(png).size
     monkeypatch.setattr(zoo, "MANIFEST", tmp_path / "missing.json")
     assert main(["decompress", str(out), "-o", str(tmp_path / "b.png"), "-q"]) == 1
+
+
+def test_shipped_manifest_matches_the_bundled_model_files():
+    """decompress finds a file's model by the manifest's fingerprint: it must be the file's."""
+    from rtaic import zoo
+    from rtaic.codec import load_codec
+
+    entries = zoo.manifest()["models"]
+    assert zoo.manifest()["default"] in entries
+    for name, entry in entries.items():
+        codec = load_codec(zoo.model_path(name))
+        assert codec.fingerprint.hex() == entry["fingerprint"], name
+        assert codec.architecture.color_space == entry["color_space"], name
