@@ -44,31 +44,32 @@ def _bucket(m: np.ndarray) -> np.ndarray:
     return (m >= 1).astype(np.int32) + (m >= 2) + (m >= 4)
 
 
-def _neighbour_sum(a: np.ndarray, offsets) -> np.ndarray:
-    """Sum over neighbour offsets of a (S, H, W) array, zero outside the image."""
+def _padded(a: np.ndarray) -> np.ndarray:
+    """(S, H, W) -> (S, H + 2, W + 2) int16 with a zero border (outside the image)."""
     s, h, w = a.shape
     ap = np.zeros((s, h + 2, w + 2), dtype=np.int16)
     ap[:, 1:-1, 1:-1] = a
-    out = np.zeros((s, h, w), dtype=np.int16)
-    for dy, dx in offsets:
-        out += ap[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    return ap
+
+
+def _four_neighbours(a: np.ndarray) -> np.ndarray:
+    """Sum of the 4 neighbours (up, left, right, down) of a (S, H, W) array."""
+    ap = _padded(a)
+    out = ap[:, :-2, 1:-1] + ap[:, 1:-1, :-2]
+    out += ap[:, 1:-1, 2:]
+    out += ap[:, 2:, 1:-1]
     return out
 
 
 def _eight_neighbours(a: np.ndarray) -> np.ndarray:
     """Sum of the 8 neighbours of a (S, H, W) 0/1 array: a 3x3 box sum (separable) minus a."""
-    s, h, w = a.shape
-    ap = np.zeros((s, h + 2, w + 2), dtype=np.int16)
-    ap[:, 1:-1, 1:-1] = a
+    ap = _padded(a)
     rows = ap[:, :, :-2] + ap[:, :, 1:-1]
     rows += ap[:, :, 2:]
     out = rows[:, :-2] + rows[:, 1:-1]
     out += rows[:, 2:]
     out -= ap[:, 1:-1, 1:-1]
     return out
-
-
-_FOUR = [(-1, 0), (0, -1), (0, 1), (1, 0)]
 
 
 class _RowMajor:
@@ -118,7 +119,7 @@ class PlaneScan:
             raise ValueError(f"planes of shape {self.shape} do not fit a {model.channels}-channel, "
                              f"{model.bits}-bit model")  # fmt: skip
         self.model, self.skip_empty = model, version >= 2
-        self.bits, self.channels = b, c
+        self.channels = c
         # (B, S, H, W) with S = N*C slices in (image, channel) order
         if planes is None:
             self.view = np.zeros((b, n * c, h, w), dtype=np.uint8)
@@ -165,7 +166,7 @@ class PlaneScan:
         base = ((chan * 4 + _bucket(mag)) * 4 + sig) * 4
         even, odd = self.orders
         even.put(plane, code(even.take(plane), even.take(base)))
-        cur = _neighbour_sum(plane, _FOUR)
+        cur = _four_neighbours(plane)
         np.minimum(cur, 2, out=cur)
         ctx1 = odd.take(base) + odd.take(cur) + 1
         odd.put(plane, code(odd.take(plane), ctx1))
@@ -184,12 +185,12 @@ class PlaneScan:
         # parity 0: only the magnitude bucket is known around
         keep = even.take(nonzero)
         bits = even.take(plane)
-        ctx = even.take(np.broadcast_to(offset + chan * 16 + bucket, m.shape))
+        ctx = even.take(offset + chan * 16 + bucket)
         bits[keep] = code(bits[keep], ctx[keep])
         even.put(plane, bits)
         # parity 1: + the sign balance of the non-zero 4-neighbours (all of parity 0)
         signed = np.where(plane == 1, -1, 1).astype(np.int16) * nonzero
-        balance = np.sign(_neighbour_sum(signed, _FOUR)) + 2
+        balance = np.sign(_four_neighbours(signed)) + 2
         keep = odd.take(nonzero)
         bits = odd.take(plane)
         ctx = odd.take(offset + (chan * 4 + balance) * 4 + bucket)
