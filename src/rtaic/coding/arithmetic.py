@@ -22,15 +22,12 @@ import constriction
 import numpy as np
 import torch
 
-from rtaic.coding.bitstream import BitstreamError
+from rtaic.coding.bitstream import READABLE_VERSIONS, BitstreamError
 from rtaic.coding.context import PROBABILITY_BITS, BitContextModel
 from rtaic.coding.scan import FLAG_PROBABILITY, PlaneScan
 
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
 _BINARY = constriction.stream.model.Categorical(perfect=False)
-
-PAYLOAD_VERSIONS = (1, 2)
-
 
 class _Scheme:
     """How a payload version codes bits.
@@ -42,21 +39,19 @@ class _Scheme:
     """
 
     def __init__(self, version: int) -> None:
-        if version not in PAYLOAD_VERSIONS:
+        if version not in READABLE_VERSIONS:
             raise ValueError(f"unknown payload version {version}")
-        self.version = version
         self.skip_empty = version >= 2
+        self.family, self.params = (_BINARY, _rows) if self.skip_empty else (_BERNOULLI, None)
+
+    def _model_args(self, p1: np.ndarray) -> np.ndarray:
+        return self.params(p1) if self.params else p1
 
     def encode(self, encoder, bits: np.ndarray, p1: np.ndarray) -> None:
-        if self.version == 1:
-            encoder.encode(bits.astype(np.int32), _BERNOULLI, p1)
-        else:
-            encoder.encode(bits.astype(np.int32), _BINARY, _rows(p1))
+        encoder.encode(bits.astype(np.int32), self.family, self._model_args(p1))
 
     def decode(self, decoder, p1: np.ndarray) -> np.ndarray:
-        if self.version == 1:
-            return decoder.decode(_BERNOULLI, p1).astype(np.uint8)
-        return decoder.decode(_BINARY, _rows(p1)).astype(np.uint8)
+        return decoder.decode(self.family, self._model_args(p1)).astype(np.uint8)
 
 
 def _rows(p1: np.ndarray) -> np.ndarray:
@@ -74,8 +69,8 @@ def single_thread() -> Iterator[None]:
     The bitplane conversions around the coder are small tensor ops; on this 2-core machine
     shared with other processes, torch's intra-op thread pool made such ops up to 20x
     slower (threads waiting at barriers for a descheduled peer), while one thread is fast
-    and steady. The setting is
-    process-wide: do not run other torch work in parallel threads meanwhile.
+    and steady. The setting is process-wide: do not run other torch work in parallel
+    threads meanwhile.
     """
     n = torch.get_num_threads()
     if n == 1:
@@ -111,8 +106,8 @@ def encode_planes(
     scan = PlaneScan(model, array.shape, array, version)
     encoder = constriction.stream.queue.RangeEncoder()
     counts = np.zeros(2 * p1.size, dtype=np.int64)  # (context, bit) pairs
-    flags = scan.flags()
-    if scheme.skip_empty:
+    flags = scan.flags() if scheme.skip_empty else None
+    if flags is not None:
         scheme.encode(encoder, flags.reshape(-1), _flag_probs(flags.size))
 
     def code(bits: np.ndarray, contexts: np.ndarray) -> np.ndarray:
@@ -125,7 +120,7 @@ def encode_planes(
     with np.errstate(divide="ignore"):
         logs = np.stack([np.log2(1.0 - p1), np.log2(p1)], axis=1).reshape(-1)
     ideal = -float(counts[counts > 0] @ logs[counts > 0])
-    if scheme.skip_empty:
+    if flags is not None:
         ideal += flags.size * -np.log2(FLAG_PROBABILITY)
     words = encoder.get_compressed()
     return words.astype("<u4").tobytes(), ideal
@@ -156,10 +151,9 @@ def decode_planes(
     n, b, c = shape[:3]
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
+        flags = None
         if scheme.skip_empty:
             flags = scheme.decode(decoder, _flag_probs((b - 1) * n * c)).reshape(b - 1, n * c)
-        else:
-            flags = np.ones((b - 1, n * c), dtype=np.uint8)
 
         def code(_bits, contexts: np.ndarray) -> np.ndarray:
             if contexts.size == 0:

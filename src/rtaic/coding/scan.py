@@ -34,9 +34,10 @@ from rtaic.coding.context import BitContextModel
 
 FLAG_PROBABILITY = 0.5
 
-# A group's bits are handed to `code(bits or None, contexts) -> bits`: the encoder passes
-# the known bits and gets them back, the decoder passes None and gets the decoded ones.
-Code = Callable[[np.ndarray | None, np.ndarray], np.ndarray]
+# Each group goes through `code(bits, contexts) -> bits`: the encoder codes the bits it is
+# given and returns them; the decoder ignores them (zeros, not yet known) and returns the
+# decoded ones, which the scan writes back before computing the next group's contexts.
+Code = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _bucket(m: np.ndarray) -> np.ndarray:
@@ -140,8 +141,9 @@ class PlaneScan:
         b, s = self.view.shape[:2]
         return self.view[:-1].reshape(b - 1, s, -1).any(axis=2).astype(np.uint8)
 
-    def run(self, code: Code, flags: np.ndarray) -> None:
-        """Code every group in order; ``flags`` (B-1, S) says which slices are active."""
+    def run(self, code: Code, flags: np.ndarray | None) -> None:
+        """Code every group in order; ``flags`` (B-1, S) says which slices are active
+        (version 2; version 1 codes every slice and takes None)."""
         b, s = self.view.shape[:2]
         mag = np.zeros(self.view.shape[1:], dtype=np.int16)  # magnitude of the planes above
         for p in range(b - 1):
