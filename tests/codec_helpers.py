@@ -18,7 +18,7 @@ from rtaic.coding.context import BitContextModel
 from rtaic.nn.autoencoder import Architecture, Autoencoder
 
 # 3 scales, stride 8, 4 latent channels: a 48x40 image takes milliseconds.
-TINY = Architecture(channels=(8, 12, 16), align_channels=16, latent_channels=4, bits=5)
+TINY = Architecture(channels=(8, 12, 16), align_channels=16, latent_channels=4, bits=5, lowpass=True)
 
 
 def make_checkpoint(path: Path, arch: Architecture = TINY, seed: int = 0) -> Path:

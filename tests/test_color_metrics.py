@@ -88,3 +88,19 @@ def test_training_gradient_can_be_taken_twice():
     (first,) = torch.autograd.grad(loss, x_hat, retain_graph=True)
     loss.backward()
     assert torch.allclose(first, x_hat.grad)
+
+
+def test_ciede2000_is_the_per_image_mean_colour_difference():
+    from rtaic.metrics import ciede2000
+
+    black, white = torch.zeros(1, 3, 4, 6), torch.ones(1, 3, 4, 6)
+    half = black.clone()
+    half[..., :3] = 1.0
+    # black vs white: L* 0 vs 100 at mean L* 50, where CIEDE2000's S_L is 1: exactly 100
+    got = ciede2000(torch.cat([black, black, white]), torch.cat([black, white, half]))
+    torch.testing.assert_close(got, torch.tensor([0.0, 100.0, 50.0]), atol=1e-3, rtol=0)
+    # a hue shift that keeps each channel's structure: red -> orange-brown is many units
+    red, brown = torch.tensor([0.8, 0.1, 0.1]), torch.tensor([0.6, 0.3, 0.1])
+    assert ciede2000(red.view(1, 3, 1, 1), brown.view(1, 3, 1, 1))[0] > 10
+    with pytest.raises(ValueError):
+        ciede2000(black, black[:, :1])

@@ -14,18 +14,19 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 MANIFEST = MODELS_DIR / "manifest.json"
 
 
-def manifest() -> dict:
+def manifest(models_dir: Path | None = None) -> dict:
     """{"default": name, "models": {name: {"file", "fingerprint", ...}}} (empty if none)."""
-    if not MANIFEST.is_file():
+    path = MANIFEST if models_dir is None else Path(models_dir) / MANIFEST.name
+    if not path.is_file():
         return {"default": None, "models": {}}
-    return json.loads(MANIFEST.read_text())
+    return json.loads(path.read_text())
 
 
-def model_path(name: str) -> Path:
-    entry = manifest()["models"].get(name)
+def model_path(name: str, models_dir: Path | None = None) -> Path:
+    entry = manifest(models_dir)["models"].get(name)
     if entry is None:
-        raise KeyError(f"no bundled model {name!r}; have {sorted(manifest()['models'])}")
-    return MODELS_DIR / entry["file"]
+        raise KeyError(f"no bundled model {name!r}; have {sorted(manifest(models_dir)['models'])}")
+    return Path(MODELS_DIR if models_dir is None else models_dir) / entry["file"]
 
 
 def default_model() -> Path | None:

@@ -17,7 +17,7 @@ def _records(codec, image, points):
             "width": 100, "height": 80, "file_bytes": payload + HEADER, "header_bytes": HEADER,
             "bpp": 8 * (payload + HEADER) / PIXELS, "bpp_payload": bpp,
             "msssim_rgb": m, "msssim_ycbcr": m, "psnr_rgb": 30.0, "psnr_y": 30.0,
-            "encode_s": 0.01 * (q + 1), "decode_s": 0.001,
+            "ciede2000": 100 * (1 - m), "encode_s": 0.01 * (q + 1), "decode_s": 0.001,
         })
     return out
 
@@ -72,3 +72,32 @@ def test_dropped_points_and_timings(summary):
     t = {row["quality"]: row for row in summary["timings"]["webp"]}
     assert t["40"]["n"] == 1 and t["10"]["n"] == 2
     assert t["20"]["encode_s"] == pytest.approx(0.02)
+
+
+def test_ciede2000_at_bpp_is_read_along_the_monotone_curve_per_image(summary):
+    c = summary["ciede2000_at_bpp"]
+    # CIEDE2000 = 100 (1 - MS-SSIM) here. JPEG at 0.4: a.png 5.0 (a point); b.png between
+    # (0.3, 8) and (0.6, 4): 8 - 4/3 = 6.667. WebP: a.png 1.0 (its dropped 0.3 point, 6.0,
+    # is not used); b.png between (0.24, 8) and (0.48, 4): 8 - 4 * 0.16 / 0.24 = 5.333.
+    assert c["jpeg420"]["0.4"]["mean"] == pytest.approx((5.0 + 8 - 4 / 3) / 2)
+    assert c["webp"]["0.4"]["mean"] == pytest.approx((1.0 + 8 - 4 * 0.16 / 0.24) / 2)
+    assert c["webp"]["2.0"] == {"mean": None, "n": 0, "missing": 2}
+
+
+def test_colour_of_each_model_against_the_reference_at_the_model_rate():
+    jpeg = _records("jpeg420", "a.png", [(0.2, 0.90), (0.4, 0.95)]) + _records(
+        "jpeg420", "b.png", [(0.2, 0.90), (0.6, 0.98)])
+    ours = [
+        dict(r, codec="learned", quality=q)
+        for q, pts in (("low.ckpt", [(0.3, 0.93)]), ("high.ckpt", [(0.5, 0.97)]))
+        for r in _records("x", "a.png", pts) + _records("x", "b.png", pts)
+    ]
+    ours[0]["ciede2000"] = 2.0  # low.ckpt on a.png; 7.0 on b.png
+    got = summarize(jpeg + ours, [0.4], [0.95], "jpeg420")["colour_at_our_rates"]
+    # low.ckpt at 0.3 bpp: JPEG a.png halfway 10 -> 5 = 7.5; b.png a quarter 10 -> 2 = 8.0
+    assert got["low.ckpt"]["ours"]["mean"] == pytest.approx((2.0 + 7.0) / 2)
+    assert got["low.ckpt"]["reference"]["mean"] == pytest.approx((7.5 + 8.0) / 2)
+    assert got["low.ckpt"]["bpp_payload"] == pytest.approx(0.3)
+    # high.ckpt at 0.5: beyond JPEG's a.png curve (missing there, and left out of ours too)
+    assert got["high.ckpt"]["reference"] == {"mean": pytest.approx(2 + 8 * 0.25), "n": 1, "missing": 1}
+    assert got["high.ckpt"]["ours"]["mean"] == pytest.approx(3.0)

@@ -44,3 +44,37 @@ def test_architecture_round_trips_and_rejects_unknown_fields():
         Architecture.from_dict({**SMALL.to_dict(), "bogus": 1})
     with pytest.raises(ValueError):
         Architecture(color_space="lab")
+
+
+def test_records_without_the_lowpass_field_rebuild_the_network_they_describe():
+    """Checkpoints written before the low-pass path existed have no such weights."""
+    old = SMALL.to_dict()
+    assert "lowpass" not in old  # written as before the field existed: same fingerprint
+    arch = Architecture.from_dict(old)
+    assert arch.lowpass is False
+    assert not any("lowpass" in k for k in Autoencoder(arch).state_dict())
+    new = Autoencoder(Architecture(**{**old, "lowpass": True})).state_dict()
+    assert {k for k in new if "lowpass" in k} == {
+        "encoder.lowpass.weight", "encoder.lowpass.bias", "decoder.lowpass.weight", "decoder.lowpass.bias"}
+
+
+def test_lowpass_path_carries_the_mean_colour_of_each_latent_cell_linearly():
+    """Pyramid off (its last layers zero): the latent is tanh of a 1x1 map of the cell
+    means, and the decoder's output is 0.5 + the bilinear upsampling of a 1x1 map of q."""
+    arch = Architecture(**{**SMALL.to_dict(), "lowpass": True})
+    model = Autoencoder(arch)
+    with torch.no_grad():
+        for layer in (model.encoder.joint[-1], model.decoder.out):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    x = torch.rand(2, 3, 64, 96)
+    s = arch.latent_stride
+    cells = torch.nn.functional.avg_pool2d(x - 0.5, s)
+    w, b = model.encoder.lowpass.weight[:, :, 0, 0], model.encoder.lowpass.bias
+    expected_y = torch.tanh(torch.einsum("oc,nchw->nohw", w, cells) + b[:, None, None])
+    y = model.encode(x)
+    torch.testing.assert_close(y, expected_y)
+    wd, bd = model.decoder.lowpass.weight[:, :, 0, 0], model.decoder.lowpass.bias
+    low = torch.einsum("oc,nchw->nohw", wd, y) + bd[:, None, None]
+    expected = 0.5 + torch.nn.functional.interpolate(low, scale_factor=s, mode="bilinear")
+    torch.testing.assert_close(model.decode(y, (64, 96)), expected)

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rtaic.metrics import psnr, weighted_msssim
+from rtaic.metrics import ciede2000, psnr, weighted_msssim
 
 # Bump when a field's meaning or a metric's definition changes: it invalidates cached records.
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: ciede2000
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Record:
     msssim_ycbcr: float
     psnr_rgb: float
     psnr_y: float
+    ciede2000: float  # mean CIEDE2000 colour difference (sees hue shifts that MS-SSIM misses)
     encode_s: float
     decode_s: float
 
@@ -51,7 +52,8 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def quality_metrics(original: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:
-    """MS-SSIM (RGB 1:1:1, YCbCr 6:1:1) and PSNR (RGB, luma) of two 8-bit images as tensors."""
+    """MS-SSIM (RGB 1:1:1, YCbCr 6:1:1), PSNR (RGB, luma) and mean CIEDE2000 of two 8-bit
+    images as tensors."""
     from rtaic.color import rgb_to_ycbcr
 
     x, y = original.float(), decoded.float()
@@ -61,6 +63,7 @@ def quality_metrics(original: torch.Tensor, decoded: torch.Tensor) -> dict[str, 
         "msssim_ycbcr": float(weighted_msssim(x, y, "ycbcr")[0]),
         "psnr_rgb": float(psnr(original, decoded)[0]),
         "psnr_y": float(psnr(*y_luma)[0]),
+        "ciede2000": float(ciede2000(original, decoded)[0]),
     }
 
 

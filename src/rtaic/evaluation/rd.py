@@ -42,6 +42,13 @@ def quality_at_rate(rate, quality, at) -> np.ndarray:
     return _interp_within(r, q, at)
 
 
+def value_at_rate(rate, quality, value, at) -> np.ndarray:
+    """Another measure of the same points (e.g. CIEDE2000) read at each rate in ``at``, along
+    the monotone curve of ``quality``, so every summary drops the same points."""
+    r, _, keep = monotone(rate, quality)
+    return _interp_within(r, np.asarray(value, float)[keep], at)
+
+
 def rate_at_quality(rate, quality, at) -> np.ndarray:
     """Rate needed for each quality in ``at`` (NaN outside the curve's range)."""
     r, q, _ = monotone(rate, quality)

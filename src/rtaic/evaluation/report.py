@@ -82,6 +82,20 @@ def markdown(summary: dict) -> str:
         out += _table(["codec"] + bpps, [
             [label(c)] + [f"{_fmt(q[c][b]['mean'], '.4f')}{_missing(q[c][b])}" for b in bpps] for c in codecs])
         out.append("")
+    cd = summary["ciede2000_at_bpp"]
+    out += ["## Mean CIEDE2000 colour error at fixed bpp (payload bpp; lower is better)", ""]
+    out += _table(["codec"] + bpps, [
+        [label(c)] + [f"{_fmt(cd[c][b]['mean'], '.2f')}{_missing(cd[c][b])}" for b in bpps]
+        for c in summary["codecs"]])
+    out.append("")
+    if summary["colour_at_our_rates"]:
+        ref = label(summary["reference"])
+        out += [f"## Colour of our models against {ref} at the same bpp (mean CIEDE2000)", "",
+                f"Per image at our model's rate, {ref}'s curve interpolated there.", ""]
+        out += _table(["model", "bpp", "ours", ref], [
+            [Path(q).stem, f"{v['bpp_payload']:.3f}", f"{_fmt(v['ours']['mean'], '.2f')}{_missing(v['ours'])}",
+             _fmt(v["reference"]["mean"], ".2f")] for q, v in summary["colour_at_our_rates"].items()])
+        out.append("")
     out += ["## BD-rate (payload bits, MS-SSIM in dB, per image then averaged)", ""]
     header, rows = ["codec"], {c: [label(c)] for c in summary["codecs"]}
     for ref, spaces in summary["bd_rate"].items():

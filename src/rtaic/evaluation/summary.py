@@ -69,6 +69,39 @@ def msssim_at_bpp(curves: Curves, space: str, points: list[float]) -> dict:
     return out
 
 
+def ciede2000_at_bpp(curves: Curves, points: list[float]) -> dict:
+    """Mean CIEDE2000 at fixed payload bpp (along each image's RGB MS-SSIM curve)."""
+    out = {}
+    for codec in curves.codecs:
+        per_image = np.array([
+            rd.value_at_rate(c["bpp_payload"], c["msssim_rgb"], c["ciede2000"], points)
+            for im in curves.images if (c := curves.get(codec, im)) is not None
+        ]).reshape(-1, len(points))
+        out[codec] = {str(p): _stat(per_image[:, j]) for j, p in enumerate(points)}
+    return out
+
+
+def colour_at_our_rates(curves: Curves, reference: str) -> dict:
+    """Per model of ours: its mean CIEDE2000 and the reference's at the same payload bpp,
+    interpolated per image (images where the reference's curve does not reach it missing)."""
+    out = {}
+    if OURS not in curves.codecs:
+        return out
+    for im in curves.images:
+        c, ref = curves.get(OURS, im), curves.get(reference, im)
+        if c is None:
+            continue
+        ref_at = (rd.value_at_rate(ref["bpp_payload"], ref["msssim_rgb"], ref["ciede2000"], c["bpp_payload"])
+                  if ref is not None else np.full(len(c["quality"]), np.nan))  # fmt: skip
+        for q, bpp, ours, theirs in zip(c["quality"], c["bpp_payload"], c["ciede2000"], ref_at, strict=True):
+            row = out.setdefault(str(q), {"bpp": [], "ours": [], "reference": []})
+            row["bpp"].append(bpp)
+            row["ours"].append(ours if np.isfinite(theirs) else np.nan)
+            row["reference"].append(theirs)
+    return {q: {"bpp_payload": float(np.mean(r["bpp"])), "ours": _stat(r["ours"]),
+                "reference": _stat(r["reference"])} for q, r in out.items()}  # fmt: skip
+
+
 def _rates_at(curves: Curves, codec: str, space: str, points, field: str) -> np.ndarray:
     """(images, points) bpp of ``field`` needed for each MS-SSIM point; NaN where unreachable."""
     rows = []
@@ -176,6 +209,8 @@ def summarize(records: list[dict], bpp_points, msssim_points, reference: str) ->
         "reference": reference,
         "rate": "bpp_payload: bits per pixel with each format's header removed (docs/evaluation.md)",
         "msssim_at_bpp": {s: msssim_at_bpp(curves, s, bpp_points) for s in SPACES},
+        "ciede2000_at_bpp": ciede2000_at_bpp(curves, bpp_points),
+        "colour_at_our_rates": colour_at_our_rates(curves, reference),
         "size_at_msssim": {s: size_at_msssim(curves, s, msssim_points) for s in SPACES},
         "relative_size": {ref: {s: relative_size(curves, s, msssim_points, ref) for s in SPACES} for ref in refs},
         "bd_rate": {ref: {s: bd_rates(curves, s, ref) for s in SPACES} for ref in refs},

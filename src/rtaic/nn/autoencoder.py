@@ -39,6 +39,10 @@ class Architecture:
     joint_layers: int = 2
     bits: int = 6
     color_space: str = "rgb"
+    # Linear low-pass path beside the pyramid (rtaic.nn.encoder). False here only so that
+    # records written before the field existed rebuild the networks they describe; every
+    # model config sets it.
+    lowpass: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -64,6 +68,8 @@ class Architecture:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["channels"] = list(self.channels)
+        if not self.lowpass:  # the record (and so the fingerprint) of models made before the field
+            del d["lowpass"]
         return d
 
     @classmethod
@@ -92,6 +98,7 @@ class Autoencoder(nn.Module):
             latent_stride_log2=a.latent_stride_log2,
             extractor_depth=a.extractor_depth,
             joint_layers=a.joint_layers,
+            lowpass=a.lowpass,
         )
         self.encoder = Encoder(**kw)
         self.decoder = Decoder(**kw)

@@ -3,15 +3,19 @@
     z   = Joint(q)                                   (joint convs on the latent grid)
     h_m = Refine_m(Unalign_m(z))                     (latent grid -> scale m)
     r_{M-1} = h_{M-1};  r_m = lrelu(Up_m(r_{m+1})) + h_m   (learned 4x4 stride-2 upsamplers)
-    x_hat = Out(r_0) + 0.5
+    x_hat = Out(r_0) + 0.5 [+ upsample(L(q))]          (optional linear low-pass path)
 
 The output is not clamped during training (the loss sees the raw values); inference
 clamps it to [0, 1].
+
+The optional low-pass path L, a 1x1 conv of q upsampled bilinearly to the image grid, is
+the decoder's half of the encoder's linear path (see rtaic.nn.encoder).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rtaic.nn.layers import act, conv, extractor, resample
@@ -27,9 +31,12 @@ class Decoder(nn.Module):
         extractor_depth: int = 1,
         joint_layers: int = 2,
         out_channels: int = 3,
+        lowpass: bool = False,
     ) -> None:
         super().__init__()
         self.scales = len(channels)
+        self.latent_stride = 2**latent_stride_log2
+        self.lowpass = nn.Conv2d(latent_channels, out_channels, 1) if lowpass else None
         joint: list[nn.Module] = [conv(latent_channels, align_channels), act()]
         for _ in range(joint_layers - 1):
             joint += [conv(align_channels, align_channels), act()]
@@ -53,4 +60,9 @@ class Decoder(nn.Module):
         for m in reversed(range(self.scales)):
             h = self.refine[m](self.unalign[m](z))
             r = h if r is None else self.up[m](r) + h
-        return self.out(r) + 0.5
+        out = self.out(r) + 0.5
+        if self.lowpass is not None:
+            low = F.interpolate(self.lowpass(q), scale_factor=self.latent_stride, mode="bilinear",
+                                align_corners=False)  # fmt: skip
+            out = out + low
+        return out

@@ -33,7 +33,7 @@ from rtaic.checkpoint import codec_record
 from rtaic.coding.bitplanes import to_bitplanes
 from rtaic.coding.context import BitContextModel
 from rtaic.coding.quantize import quantize_levels
-from rtaic.metrics import msssim_window, psnr
+from rtaic.metrics import ciede2000, msssim_window, psnr
 from rtaic.nn.autoencoder import Architecture, Autoencoder, latent_channels_for
 from rtaic.nn.discriminator import MultiscaleDiscriminator
 from rtaic.training.acr import acr_penalty
@@ -262,6 +262,7 @@ class RTAICModule(pl.LightningModule):
                 "val/msssim": score,
                 "val/bpp": bpp,
                 "val/psnr": psnr(x_hat, batch).mean(),
+                "val/ciede2000": ciede2000(x_hat, batch).mean().to(batch.device),
                 "val/score": rd_score,
             },
             batch_size=batch.shape[0],
@@ -316,6 +317,10 @@ class RTAICModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rtaic"] = codec_record(self.autoencoder, self.context_model)
+        if self._trainer is not None:  # the latest validation, for the model zoo's manifest
+            checkpoint["rtaic_val"] = {
+                k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
+            }
         if self.adversarial is not None:
             checkpoint["rtaic_adversarial"] = self.schedule.state_dict()
 

@@ -34,11 +34,70 @@ def _instantiate_all(node: DictConfig | None, **kwargs) -> list:
     return [instantiate(v, **kwargs) for v in node.values() if v is not None and "_target_" in v]
 
 
+def _kept_latent_channels(source: dict, width: int) -> torch.Tensor | None:
+    """When the target's latent is narrower: the source channels its decoder reads most
+    (norm of the weights that read each channel), in their original order; else None."""
+    read = source.get("autoencoder.decoder.joint.0.weight")
+    if read is None or read.shape[1] <= width:
+        return None
+    strength = read.transpose(0, 1).flatten(1).norm(dim=1)
+    low = source.get("autoencoder.decoder.lowpass.weight")
+    if low is not None:
+        strength = strength + low.transpose(0, 1).flatten(1).norm(dim=1)
+    return strength.argsort(descending=True)[:width].sort().values
+
+
+def warm_start_state(source: dict, target: dict) -> tuple[dict, list[str]]:
+    """The target's state with every tensor it shares with ``source`` copied over.
+
+    This is how a model starts from another one of a different rate or design (a rate
+    ladder; plain -> GAN; a model without the low-pass path -> one with it):
+    - same name and shape: copied;
+    - same name, shapes differing in one dimension (the latent width of another rate): a
+      wider target gets the source's channels first and keeps its fresh initialisation
+      for the rest, except weights that read the extra channels, which start at zero (the
+      model then computes what the source did); a narrower one keeps the channels the
+      source's decoder reads most;
+    - autoencoder tensors the source lacks (layers added to a path) start at zero, so
+      the warm-started model computes what the source computed;
+    - the context model's table is copied only whole (its layout follows the width).
+    Returns the new state and the names not copied whole.
+    """
+    state = {k: v.clone() for k, v in target.items()}
+    width = target.get("autoencoder.decoder.joint.0.weight")
+    kept = _kept_latent_channels(source, width.shape[1]) if width is not None else None
+    partial = []
+    for name, t in target.items():
+        s = source.get(name)
+        if s is not None and s.shape == t.shape:
+            state[name] = s.to(t.dtype)
+            continue
+        partial.append(name)
+        if s is None:
+            if name.startswith("autoencoder.") and t.is_floating_point():
+                state[name] = torch.zeros_like(t)
+            continue
+        differ = [d for d in range(t.dim()) if s.dim() == t.dim() and s.shape[d] != t.shape[d]]
+        if len(differ) != 1 or not name.startswith("autoencoder."):
+            continue
+        d = differ[0]
+        if s.shape[d] > t.shape[d]:
+            picked = kept if kept is not None and len(kept) == t.shape[d] else torch.arange(t.shape[d])
+            state[name] = s.index_select(d, picked).to(t.dtype)
+            continue
+        n = s.shape[d]
+        if d == 1:  # reads latent channels the source did not have
+            state[name].narrow(d, n, t.shape[d] - n).zero_()
+        state[name].narrow(d, 0, n).copy_(s)
+    return state, partial
+
+
 def load_warm_start(model: pl.LightningModule, path: str) -> None:
-    """Initialise weights from another checkpoint (strict=False: e.g. plain -> GAN model)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    log.info("warm start from %s (missing %d, unexpected %d keys)", path, len(missing), len(unexpected))
+    """Initialise weights from another checkpoint (see :func:`warm_start_state`)."""
+    source = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state, partial = warm_start_state(source, model.state_dict())
+    model.load_state_dict(state)
+    log.info("warm start from %s (%d tensors not copied whole: %s)", path, len(partial), partial)
 
 
 def train(cfg: DictConfig) -> dict:

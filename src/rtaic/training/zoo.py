@@ -1,0 +1,236 @@
+"""Trains and exports the bundled model zoo (``conf/zoo.yaml``): one command that never idles.
+
+    python -m rtaic.training.zoo train [--only NAME ...] [--hours H] [hydra overrides ...]
+    python -m rtaic.training.zoo export [--only NAME ...]
+    python -m rtaic.training.zoo status
+
+``train`` runs rounds of ``round_steps`` per member, each a ``train.py`` process in the
+member's own folder (``<workdir>/<name>``): the first round starts from the member's
+``init`` (or from its bundled export, if the package already ships it: a new machine
+continues where the last session stopped), later rounds resume ``last.ckpt`` with the
+optimizer. Checkpoints are written at every validation and replaced atomically, so the
+process can be killed at any time and loses at most one validation interval.
+
+``export`` writes each member's latest weights into ``rtaic/models`` (``rtaic export``:
+codec only) and records in the manifest its steps over all sessions, its recipe, the
+latest validation numbers and the rounds it trained. Run from the project root (where
+``train.py`` and ``conf/`` are); extra hydra overrides (e.g. ``data.root=...``) go to
+every round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from rtaic import zoo
+
+CONFIG = Path("conf/zoo.yaml")
+
+
+@dataclass
+class Member:
+    name: str
+    overrides: list[str]
+    init: str | None
+    steps: int
+    start_after: int = 0
+    round_steps: int = 1000
+    folder: Path = field(default=Path("."))
+    models_dir: Path = zoo.MODELS_DIR  # where the bundled exports live
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "checkpoints" / "last.ckpt"
+
+    @property
+    def history_file(self) -> Path:
+        return self.folder / "history.json"
+
+    def history(self) -> list[dict]:
+        return json.loads(self.history_file.read_text()) if self.history_file.is_file() else []
+
+    def bundled_steps(self) -> int:
+        """Steps the local run started from: those of the bundled export of this member
+        (previous sessions) when the run began, fixed then so that exporting midway does
+        not count them twice."""
+        base = self.folder / "base_steps"
+        if base.is_file():
+            return int(base.read_text())
+        entry = zoo.manifest(self.models_dir)["models"].get(self.name)
+        return int(entry.get("steps", 0)) if entry else 0
+
+    def begin(self) -> None:
+        if not self.last.is_file():
+            steps = self.bundled_steps()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / "base_steps").write_text(str(steps))
+
+    def run_steps(self) -> int:
+        """Steps of the current local run (0 without a checkpoint)."""
+        if not self.last.is_file():
+            return 0
+        return int(torch.load(self.last, map_location="cpu", weights_only=False)["global_step"])
+
+    def total_steps(self) -> int:
+        return self.bundled_steps() + self.run_steps()
+
+
+def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tuple[dict, list[Member]]:
+    config = Path(config)
+    if not config.is_file():
+        raise SystemExit(f"rtaic zoo: {config} not found; run from the project root")
+    cfg = OmegaConf.to_container(OmegaConf.load(config), resolve=True)
+    workdir = Path(cfg["workdir"])
+    members = [
+        Member(name, list(cfg.get("common", [])) + list(m["overrides"]), m.get("init"),
+               int(m["steps"]), int(m.get("start_after", 0)),
+               int(m.get("round_steps", cfg["round_steps"])), workdir / name, Path(models_dir))  # fmt: skip
+        for name, m in cfg["members"].items()
+    ]
+    return cfg, members
+
+
+def _source(member: Member, by_name: dict[str, Member]) -> str | None:
+    """The checkpoint a member's first local round starts from; None: wait."""
+    bundled = zoo.manifest(member.models_dir)["models"]
+    if member.name in bundled:
+        return str(zoo.model_path(member.name, member.models_dir))  # a previous session's export
+    if member.init is None:
+        return ""
+    kind, _, name = member.init.partition(":")
+    if kind == "bundled":
+        return str(zoo.model_path(name, member.models_dir))
+    if kind == "member":
+        parent = by_name[name]
+        if parent.total_steps() < member.start_after:
+            return None
+        if parent.last.is_file():
+            return str(parent.last)
+        return str(zoo.model_path(name, member.models_dir)) if name in bundled else None
+    raise SystemExit(f"rtaic zoo: {member.name}: bad init {member.init!r}")
+
+
+def round_command(member: Member, cfg: dict, source: str | None, extra: list[str]) -> list[str]:
+    done = member.run_steps()
+    todo = min(member.round_steps, member.steps - member.total_steps())
+    cmd = [sys.executable, "train.py", *member.overrides, *extra,
+           f"hydra.run.dir={member.folder}", f"task_name=zoo_{member.name}",
+           f"trainer.max_steps={done + todo}", f"trainer.val_check_interval={cfg['val_check_interval']}",
+           "trainer.enable_progress_bar=false"]  # fmt: skip
+    if member.last.is_file():
+        cmd.append(f"ckpt_path={member.last}")
+    elif source:
+        cmd.append(f"init_from='{source}'")
+    return cmd
+
+
+def train(args: argparse.Namespace) -> None:
+    deadline = time.time() + args.hours * 3600 if args.hours else None
+    while deadline is None or time.time() < deadline:
+        # read every pass: recipes can be added or changed while the zoo trains
+        cfg, members = load_members(args.config, args.models_dir)
+        by_name = {m.name: m for m in members}
+        ran = False
+        for m in members:
+            if args.only and m.name not in args.only:
+                continue
+            if deadline is not None and time.time() >= deadline:
+                return
+            if m.total_steps() >= m.steps:
+                continue
+            source = _source(m, by_name)
+            if source is None:
+                continue
+            m.begin()
+            cmd = round_command(m, cfg, source, args.overrides)
+            start, t0 = m.run_steps(), time.time()
+            print(f"[zoo {datetime.now():%H:%M}] {m.name}: steps {m.total_steps()} -> "
+                  f"{m.bundled_steps() + int(cmd[[c.startswith('trainer.max_steps=') for c in cmd].index(True)].split('=')[1])}",
+                  flush=True)  # fmt: skip
+            rc = subprocess.call(cmd)
+            if rc != 0:
+                raise SystemExit(f"rtaic zoo: {m.name}: round failed (exit {rc}): {shlex.join(cmd)}")
+            history = m.history() + [{
+                "from_step": m.bundled_steps() + start, "to_step": m.total_steps(),
+                "minutes": round((time.time() - t0) / 60, 1), "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": shlex.join(cmd[1:]), "val": _val(m.last)}]  # fmt: skip
+            m.history_file.write_text(json.dumps(history, indent=1))
+            ran = True
+        if not ran:
+            print("[zoo] every member has reached its steps (or waits for its parent)")
+            return
+
+
+def _val(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return {k.removeprefix("val/"): round(v, 4) for k, v in ckpt.get("rtaic_val", {}).items()}
+
+
+def export(args: argparse.Namespace) -> None:
+    from rtaic.checkpoint import export_checkpoint
+    from rtaic.codec import model_fingerprint
+
+    _, members = load_members(args.config, args.models_dir)
+    models_dir = Path(args.models_dir)
+    man = zoo.manifest(models_dir)
+    for m in members:
+        if (args.only and m.name not in args.only) or not m.last.is_file():
+            continue
+        entry = man["models"].get(m.name, {})
+        file = f"{m.name}.ckpt"
+        nets = export_checkpoint(m.last, models_dir / file)
+        arch = nets.autoencoder.architecture
+        steps = m.total_steps()
+        entry.update({
+            "file": file, "fingerprint": model_fingerprint(nets).hex(),
+            "architecture": "rtaic_small" if "model=rtaic_small" in m.overrides else "rtaic",
+            "target_bpp": float(next(o.split("=")[1] for o in m.overrides if o.startswith("target_bpp="))),
+            "color_space": arch.color_space, "latent_channels": arch.latent_channels, "steps": steps,
+            "recipe": {"init": m.init, "overrides": m.overrides},
+            "val": _val(m.last),
+            "history": entry.get("history", []) + [h for h in m.history() if h["from_step"] >= entry.get("steps", 0)],
+        })  # fmt: skip
+        man["models"][m.name] = entry
+        print(f"exported {m.name}: {steps} steps, val {entry['val']}")
+    (models_dir / zoo.MANIFEST.name).write_text(json.dumps(man, indent=2) + "\n")
+
+
+def status(args: argparse.Namespace) -> None:
+    _, members = load_members(args.config, args.models_dir)
+    for m in members:
+        print(f"{m.name:14s} steps {m.total_steps():6d} / {m.steps} (bundled {m.bundled_steps()}, "
+              f"this run {m.run_steps()})  val {_val(m.last)}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m rtaic.training.zoo", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="start or resume every member, round by round")
+    t.add_argument("--only", nargs="*", help="members to train (default: all)")
+    t.add_argument("--hours", type=float, help="stop starting rounds after this long")
+    t.add_argument("overrides", nargs="*", help="hydra overrides for every round (e.g. data.root=...)")
+    e = sub.add_parser("export", help="export members into the package and update the manifest")
+    e.add_argument("--only", nargs="*")
+    sub.add_parser("status", help="steps and latest validation of each member")
+    for s in (t, e, sub.choices["status"]):
+        s.add_argument("--config", default=str(CONFIG), help="the zoo's recipes (default: %(default)s)")
+        s.add_argument("--models-dir", default=str(zoo.MODELS_DIR), help="bundled models (manifest.json)")
+    args = p.parse_args(argv)
+    {"train": train, "export": export, "status": status}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Warm starts across rates and designs (the zoo's rate ladder) and kill-safe checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rtaic.nn.autoencoder import Architecture, Autoencoder
+from rtaic.training.checkpointing import AtomicModelCheckpoint
+from rtaic.training.runner import warm_start_state
+
+BASE = dict(channels=(4, 8, 8), align_channels=8, latent_stride_log2=3)
+
+
+def _state(latent: int, lowpass: bool, seed: int) -> tuple[Autoencoder, dict]:
+    torch.manual_seed(seed)
+    ae = Autoencoder(Architecture(**BASE, latent_channels=latent, lowpass=lowpass))
+    return ae, {f"autoencoder.{k}": v for k, v in ae.state_dict().items()}
+
+
+def _load(ae: Autoencoder, state: dict) -> Autoencoder:
+    ae.load_state_dict({k.removeprefix("autoencoder."): v for k, v in state.items()})
+    return ae.eval()
+
+
+@pytest.mark.parametrize("source_lowpass", [False, True])
+def test_a_wider_latent_starts_as_the_narrower_model(source_lowpass):
+    """Up the ladder (more latent channels, low-pass path added): the new model computes
+    exactly what its source computed, whatever its fresh channels hold."""
+    src, src_state = _state(5, source_lowpass, seed=0)
+    dst, dst_state = _state(9, True, seed=1)
+    state, partial = warm_start_state(src_state, dst_state)
+    dst = _load(dst, state)
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x).x_hat, src.eval()(x).x_hat)
+        torch.testing.assert_close(dst.encode(x)[:, :5], src.encode(x))
+    assert "autoencoder.encoder.joint.3.weight" in partial  # 5 of 9 output channels copied
+    assert ("autoencoder.decoder.lowpass.bias" in partial) is not source_lowpass  # zero when new
+    # the fresh latent channels keep their initialisation (they must be able to learn)
+    assert torch.equal(state["autoencoder.encoder.joint.3.weight"][5:], dst_state["autoencoder.encoder.joint.3.weight"][5:])
+
+
+def test_a_narrower_latent_keeps_the_channels_the_decoder_reads_most_and_every_shared_layer():
+    src, src_state = _state(9, True, seed=0)
+    read = src_state["autoencoder.decoder.joint.0.weight"]
+    for c, scale in ((1, 50.0), (4, 40.0), (6, 30.0), (7, 20.0)):  # the channels in use
+        read[:, c] *= scale
+    dst, dst_state = _state(4, True, seed=1)
+    state, partial = warm_start_state(src_state, dst_state)
+    kept = torch.tensor([1, 4, 6, 7])
+    for name, value in state.items():
+        if name in partial:
+            s = src_state[name]
+            d = next(i for i in range(s.dim()) if s.shape[i] != value.shape[i])
+            assert torch.equal(value, s.index_select(d, kept))
+        else:
+            assert torch.equal(value, src_state[name])
+    # the kept channels decode as before when the others are silent
+    src.load_state_dict({k.removeprefix("autoencoder."): v for k, v in src_state.items()})
+    dst = _load(dst, state)
+    q = torch.zeros(1, 9, 3, 4)
+    q[:, kept] = torch.rand(1, 4, 3, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(dst.decode(q[:, kept], (24, 32)), src.eval().decode(q, (24, 32)))
+    assert set(partial) == {
+        "autoencoder.encoder.joint.3.weight", "autoencoder.encoder.joint.3.bias",
+        "autoencoder.encoder.lowpass.weight", "autoencoder.encoder.lowpass.bias",
+        "autoencoder.decoder.joint.0.weight", "autoencoder.decoder.lowpass.weight"}
+
+
+def test_a_context_model_of_another_width_is_not_copied_in_pieces():
+    source = {"context_model.logits": torch.zeros(10)}
+    target = {"context_model.logits": torch.ones(14)}
+    state, partial = warm_start_state(source, target)
+    assert torch.equal(state["context_model.logits"], torch.ones(14)) and partial == ["context_model.logits"]
+
+
+class _Trainer:
+    """What ModelCheckpoint._save_checkpoint needs of a trainer; writes half a file and
+    dies when told to, as a process killed during the write would leave it."""
+
+    is_global_zero = True
+    loggers: list = []
+    global_step = 7
+
+    def __init__(self, die: bool):
+        self.die = die
+        self.strategy = type("S", (), {"barrier": staticmethod(lambda name=None: None)})()
+
+    def save_checkpoint(self, path, weights_only=False):
+        with open(path, "wb") as f:
+            f.write(b"half a checkp")
+            if self.die:
+                raise KeyboardInterrupt
+            f.write(b"oint")
+
+
+def test_a_checkpoint_write_that_dies_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"previous")
+    cb = AtomicModelCheckpoint(dirpath=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        cb._save_checkpoint(_Trainer(die=True), str(target))
+    assert target.read_bytes() == b"previous"
+    cb._save_checkpoint(_Trainer(die=False), str(target))
+    assert target.read_bytes() == b"half a checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # the dead write's part renamed over
+    assert cb._last_checkpoint_saved == str(target)

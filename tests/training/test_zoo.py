@@ -1,0 +1,74 @@
+"""The zoo workflow end to end on a tiny recipe: rounds, a rate ladder, export, a new session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from conftest import ROOT, TINY_OVERRIDES
+from rtaic.codec import load_codec, model_fingerprint
+from rtaic.training import zoo as zoo_runner
+
+
+def _recipe(tmp_path, steps: int) -> str:
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    common = [o for o in TINY_OVERRIDES if not o.startswith(("trainer.max_steps", "trainer.val_check"))]
+    recipe = {
+        "workdir": str(tmp_path / "work"),
+        "round_steps": 2,
+        "val_check_interval": 2,
+        "common": common + [f"data.root={images}", "data.val_fraction=0.5"],
+        "members": {
+            "trunk": {"overrides": ["target_bpp=0.5"], "init": None, "steps": steps},
+            "wide": {"overrides": ["target_bpp=1.0"], "init": "member:trunk", "start_after": 2, "steps": 4},
+        },
+    }
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+def test_rounds_ladder_export_and_a_new_session_continuing(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    models = tmp_path / "models"
+    models.mkdir()
+    args = ["--config", _recipe(tmp_path, steps=4), "--models-dir", str(models)]
+    zoo_runner.main(["train", *args])
+    work = tmp_path / "work"
+    for name in ("trunk", "wide"):
+        history = json.loads((work / name / "history.json").read_text())
+        assert [(h["from_step"], h["to_step"]) for h in history] == [(0, 2), (2, 4)]
+        assert torch.load(work / name / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    wide = json.loads((work / "wide" / "history.json").read_text())
+    assert "init_from=" in wide[0]["command"] and "trunk" in wide[0]["command"]  # the ladder
+    assert "ckpt_path=" in wide[1]["command"]  # later rounds resume with the optimizer
+
+    zoo_runner.main(["export", *args])
+    manifest = json.loads((models / "manifest.json").read_text())
+    entry = manifest["models"]["trunk"]
+    assert entry["steps"] == 4 and len(entry["history"]) == 2
+    assert {"msssim", "bpp", "ciede2000"} <= set(entry["val"])
+    codec = load_codec(models / entry["file"])
+    assert model_fingerprint(codec.networks).hex() == entry["fingerprint"]
+    assert codec.architecture.lowpass and codec.architecture.latent_channels == round(4 * 0.5 * 64 / 6)
+    assert manifest["models"]["wide"]["latent_channels"] == round(4 * 1.0 * 64 / 6)
+
+    # a new machine: no local runs, the package ships the exports; the trunk continues
+    shutil.rmtree(work)
+    args[1] = _recipe(tmp_path, steps=6)
+    zoo_runner.main(["train", "--only", "trunk", *args])
+    history = json.loads((work / "trunk" / "history.json").read_text())
+    assert [(h["from_step"], h["to_step"]) for h in history] == [(4, 6)]
+    assert "init_from=" in history[0]["command"] and str(models / entry["file"]) in history[0]["command"]
+    zoo_runner.main(["export", *args])
+    entry = json.loads((models / "manifest.json").read_text())["models"]["trunk"]
+    assert entry["steps"] == 6 and [h["to_step"] for h in entry["history"]] == [2, 4, 6]
