@@ -14,12 +14,15 @@ from rtaic.data.kodak import download_kodak
 from rtaic.evaluation.run import evaluate
 
 
-def _checkpoints(listed) -> list[str]:
-    """null: the project's bundled models (rtaic.zoo); a list: those files."""
+def _checkpoints(listed) -> dict[str, list[str]] | list[str]:
+    """null: the project's bundled models by curve (rtaic.zoo); a list: those files, one
+    curve; a mapping: {curve: files} (curves named learned or learned_<family>)."""
     if listed is None:
         from rtaic import zoo
 
-        return [str(p) for p in zoo.all_models()]
+        return {curve: [str(p) for p in paths] for curve, paths in zoo.curves().items()}
+    if OmegaConf.is_dict(listed):
+        return {curve: [to_absolute_path(c) for c in paths] for curve, paths in listed.items()}
     return [to_absolute_path(c) for c in listed]
 
 

@@ -201,3 +201,34 @@ def test_shipped_manifest_matches_the_bundled_model_files():
         codec = load_codec(zoo.model_path(name))
         assert codec.fingerprint.hex() == entry["fingerprint"], name
         assert codec.architecture.color_space == entry["color_space"], name
+
+
+def test_quality_and_model_names_pick_bundled_models(png, tmp_path, monkeypatch, capsys):
+    import json
+
+    from rtaic import zoo
+
+    models = tmp_path / "models"
+    models.mkdir()
+    entries = {}
+    # two RGB models, one legacy and one YCbCr: --quality counts only current RGB models
+    for seed, (name, extra) in enumerate([("high", {"target_bpp": 1.0}), ("low", {"target_bpp": 0.1}),
+                                          ("old", {"target_bpp": 0.05, "legacy": True}),
+                                          ("ycc", {"target_bpp": 0.2, "curve": "learned_ycbcr"})]):
+        make_checkpoint(models / f"{name}.ckpt", seed=seed)
+        entries[name] = {"file": f"{name}.ckpt", "fingerprint": load_codec(models / f"{name}.ckpt").fingerprint.hex(),
+                         **extra}
+    (models / "manifest.json").write_text(json.dumps({"default": "low", "models": entries}))
+    monkeypatch.setattr(zoo, "MODELS_DIR", models)
+    monkeypatch.setattr(zoo, "MANIFEST", models / "manifest.json")
+    monkeypatch.setenv("RTAIC_MODEL", str(models / "ycc.ckpt"))  # --quality wins over the environment
+    assert zoo.quality_ladder() == ["low", "high"]
+    assert zoo.curves() == {"learned": [models / "low.ckpt", models / "high.ckpt"],
+                            "learned_ycbcr": [models / "ycc.ckpt"]}
+    for args, name in ((["--quality", "2"], "high"), (["--quality", "1"], "low"), (["--model", "old"], "old")):
+        out = tmp_path / f"{name}.rtaic"
+        assert main(["compress", str(png), "-o", str(out), "-q", *args]) == 0
+        assert out.read_bytes() == load_codec(models / f"{name}.ckpt").compress(Image.open(png))
+    assert main(["compress", str(png), "-o", str(tmp_path / "x.rtaic"), "--quality", "3"]) == 2
+    assert "--quality must be 1..2" in capsys.readouterr().err
+    assert main(["compress", str(png), "--quality", "1", "--model", "low"]) == 2

@@ -42,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=f"{name} {what}")
         s.add_argument("inputs", nargs="+", metavar="FILE", help="input files; '-' is stdin")
         s.add_argument("-o", "--output", help="output file ('-' for stdout), or a directory")
-        s.add_argument("-m", "--model", default=os.environ.get("RTAIC_MODEL"),
-                       help="checkpoint (default: $RTAIC_MODEL, else a bundled model)")  # fmt: skip
+        s.add_argument("-m", "--model",
+                       help="checkpoint or bundled model name (default: $RTAIC_MODEL, else a "
+                            "bundled model)")  # fmt: skip
+        if name == "compress":
+            s.add_argument("--quality", type=int, metavar="N",
+                           help="the N-th bundled RGB model, lowest rate first (1 = smallest files)")  # fmt: skip
         s.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         s.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
         if name == "decompress":
@@ -219,6 +223,23 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"with several inputs, -o must be an existing directory (got {args.output!r})")
         return 2
 
+    if getattr(args, "quality", None) is not None:
+        from rtaic import zoo
+
+        ladder = zoo.quality_ladder()
+        if args.model:
+            _error("give --model or --quality, not both")
+            return 2
+        if not 1 <= args.quality <= len(ladder):
+            _error(f"--quality must be 1..{len(ladder)} (bundled models: {', '.join(ladder)})")
+            return 2
+        args.model = ladder[args.quality - 1]
+    elif args.model is None:
+        args.model = os.environ.get("RTAIC_MODEL")
+    if args.model:
+        from rtaic import zoo
+
+        args.model = str(zoo.resolve(args.model))
     models = _Models(args.model)
     if args.command == "compress" and not args.model:
         from rtaic import zoo

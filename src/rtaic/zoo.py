@@ -45,3 +45,31 @@ def all_models() -> list[Path]:
     """Every bundled model, in order of target bitrate."""
     entries = sorted(manifest()["models"].values(), key=lambda e: e.get("target_bpp", 0))
     return [MODELS_DIR / e["file"] for e in entries]
+
+
+def curves() -> dict[str, list[Path]]:
+    """The current models by RD curve (``learned``: RGB; ``learned_ycbcr``; ``learned_gan``),
+    each in order of target bitrate. Legacy models (kept so that their files still decode)
+    are left out."""
+    out: dict[str, list[Path]] = {}
+    entries = sorted(manifest()["models"].values(), key=lambda e: e.get("target_bpp", 0))
+    for e in entries:
+        if not e.get("legacy"):
+            out.setdefault(e.get("curve", "learned"), []).append(MODELS_DIR / e["file"])
+    return out
+
+
+def quality_ladder() -> list[str]:
+    """Names of the RGB models, lowest rate first: ``rtaic compress --quality N`` picks the
+    N-th (1-based)."""
+    models = manifest()["models"]
+    names = [n for n, e in models.items() if not e.get("legacy") and e.get("curve", "learned") == "learned"]
+    return sorted(names, key=lambda n: models[n].get("target_bpp", 0))
+
+
+def resolve(model: str) -> Path:
+    """A model given by the user: a file path, else the name of a bundled model."""
+    path = Path(model)
+    if path.is_file() or model not in manifest()["models"]:
+        return path
+    return model_path(model)

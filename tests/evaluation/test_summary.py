@@ -101,3 +101,15 @@ def test_colour_of_each_model_against_the_reference_at_the_model_rate():
     # high.ckpt at 0.5: beyond JPEG's a.png curve (missing there, and left out of ours too)
     assert got["high.ckpt"]["reference"] == {"mean": pytest.approx(2 + 8 * 0.25), "n": 1, "missing": 1}
     assert got["high.ckpt"]["ours"]["mean"] == pytest.approx(3.0)
+
+
+def test_several_curves_of_ours_are_kept_apart_and_labelled():
+    jpeg = _records("jpeg420", "a.png", [(0.2, 0.90), (0.4, 0.95)])
+    rgb = [dict(r, codec="learned", quality="rgb.ckpt") for r in _records("x", "a.png", [(0.3, 0.93)])]
+    ycc = [dict(r, codec="learned_ycbcr", quality="ycc.ckpt") for r in _records("x", "a.png", [(0.25, 0.91)])]
+    s = summarize(jpeg + ycc + rgb, [0.3], [0.92], "jpeg420")
+    assert s["codecs"] == ["learned_ycbcr", "learned", "jpeg420"] or s["codecs"] == ["learned", "learned_ycbcr", "jpeg420"]
+    assert s["labels"]["learned_ycbcr"] == "Ours (rtaic, YCbCr)" and s["labels"]["learned"] == "Ours (rtaic)"
+    assert s["msssim_at_bpp"]["rgb"]["learned"]["0.3"]["mean"] == pytest.approx(0.93)
+    assert s["msssim_at_bpp"]["rgb"]["learned_ycbcr"]["0.3"]["n"] == 0  # its one point is at 0.25
+    assert set(s["colour_at_our_rates"]) == {"rgb.ckpt", "ycc.ckpt"}

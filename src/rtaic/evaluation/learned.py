@@ -40,18 +40,35 @@ def header_bytes(codec, data: bytes) -> int:
     return HEADER_SIZE
 
 
+def is_ours(codec: str) -> bool:
+    """Our curves: ``learned`` (the RGB models) and ``learned_<family>`` (e.g. YCbCr, GAN)."""
+    return codec == CODEC_NAME or codec.startswith(CODEC_NAME + "_")
+
+
+def curves_of(checkpoints: dict[str, list[str]] | list[str]) -> list[tuple[str, str]]:
+    """(curve, checkpoint) pairs; a plain list of checkpoints is the one ``learned`` curve."""
+    if isinstance(checkpoints, dict):
+        for curve in checkpoints:
+            if not is_ours(curve):
+                raise ValueError(f"our curves are named {CODEC_NAME!r} or '{CODEC_NAME}_<family>', got {curve!r}")
+        return [(curve, str(c)) for curve, paths in checkpoints.items() for c in paths]
+    return [(CODEC_NAME, str(c)) for c in checkpoints]
+
+
 def measure_checkpoints(
-    path: str, name: str, sha256: str, checkpoints: list[str], loader: str = DEFAULT_LOADER
+    path: str, name: str, sha256: str, checkpoints: list, loader: str = DEFAULT_LOADER
 ) -> list[dict]:
-    """One record per checkpoint for one image (a worker job)."""
+    """One record per checkpoint for one image (a worker job); ``checkpoints`` are paths or
+    (curve, path) pairs."""
     with Image.open(path) as im:
         image = im.convert("RGB")
     original = to_tensor(image)
     records: list[Record] = []
-    for ckpt in checkpoints:
+    for item in checkpoints:
+        curve, ckpt = item if isinstance(item, (tuple, list)) else (CODEC_NAME, item)
         codec = load(ckpt, loader)
         records.append(
-            measure(CODEC_NAME, ckpt, image, original, name, sha256,
+            measure(curve, ckpt, image, original, name, sha256,
                     encode=codec.compress, decode=codec.decompress,
                     header_bytes=lambda data, c=codec: header_bytes(c, data))
         )

@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rtaic.evaluation.learned import CODEC_NAME as OURS  # noqa: E402
+from rtaic.evaluation.learned import is_ours  # noqa: E402
 from rtaic.evaluation.summary import Curves, label, relative_size  # noqa: E402
 
 # The paper reports BPG 4:2:0 in YCbCr and 4:4:4 in RGB; HEVC stands in for BPG here.
@@ -23,9 +25,10 @@ SPACE_LABEL = {"rgb": "RGB, channels 1:1:1", "ycbcr": "YCbCr, channels 6:1:1"}
 
 
 def _style(codec: str) -> dict:
-    ours = codec == "learned"
+    ours = is_ours(codec)
     return {"linewidth": 2.5 if ours else 1.4, "marker": "o" if ours else ".", "markersize": 6 if ours else 4,
-            "color": "black" if ours else None, "zorder": 3 if ours else 2}
+            "color": {OURS: "black", f"{OURS}_ycbcr": "dimgray", f"{OURS}_gan": "darkred"}.get(codec) if ours else None,
+            "zorder": 3 if ours else 2}
 
 
 def _mean_curve(curves: Curves, codec: str, field: str):

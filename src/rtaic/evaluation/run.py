@@ -17,8 +17,7 @@ from PIL import Image
 from rtaic.data.folders import find_images, sha256_file
 from rtaic.evaluation.baselines import get_baseline
 from rtaic.evaluation.cache import ResultCache, cache_key
-from rtaic.evaluation.learned import CODEC_NAME as OURS
-from rtaic.evaluation.learned import DEFAULT_LOADER, measure_checkpoints
+from rtaic.evaluation.learned import DEFAULT_LOADER, curves_of, measure_checkpoints
 from rtaic.evaluation.measure import measure, to_tensor
 from rtaic.evaluation.pool import run_jobs
 
@@ -43,7 +42,7 @@ def measure_baseline(path: str, name: str, sha256: str, codec: str, qualities: l
 def collect(
     image_paths: list[Path],
     codecs: list[str],
-    checkpoints: list[str],
+    checkpoints: dict[str, list[str]] | list[str],
     cache: ResultCache,
     workers: int = 2,
     loader: str = DEFAULT_LOADER,
@@ -51,6 +50,8 @@ def collect(
     qualities: dict[str, list] | None = None,
 ) -> list[dict]:
     """Records for every (image, codec, quality) and every (image, checkpoint).
+
+    ``checkpoints``: a list (one curve, ``learned``) or {curve: [checkpoints]} (several).
 
     ``qualities`` replaces a baseline's own quality grid (by codec name), e.g. for quick runs.
     """
@@ -74,11 +75,13 @@ def collect(
         for rec in result:
             cache.put(cache_key(codec, *keys[codec], rec["quality"], sha), rec)
             records.append(rec)
-    if checkpoints:
-        jobs = [(path, name, sha, list(checkpoints), loader) for path, name, sha in images]
+    ours = curves_of(checkpoints)
+    if ours:
+        jobs = [(path, name, sha, ours, loader) for path, name, sha in images]
         for _, result in run_jobs(measure_checkpoints, jobs, workers, "checkpoints", progress):
             records.extend(result)
-    rank = {c: i for i, c in enumerate([OURS, *codecs])}  # report order: ours, then as configured
+    order = list(dict.fromkeys(c for c, _ in ours)) + list(codecs)  # report order: ours, then as configured
+    rank = {c: i for i, c in enumerate(order)}
     return sorted(records, key=lambda r: rank[r["codec"]])
 
 
@@ -87,7 +90,7 @@ def evaluate(
     out_dir: str | Path,
     cache_path: str | Path,
     codecs: list[str],
-    checkpoints: list[str] = (),
+    checkpoints: dict[str, list[str]] | list[str] = (),
     workers: int = 2,
     bpp_points: list[float] = (0.25, 0.5, 1.0),
     msssim_points: list[float] = (0.95, 0.97, 0.98, 0.99),
@@ -102,7 +105,8 @@ def evaluate(
 
     t0 = time.perf_counter()
     paths = find_images(image_root, recursive=False)
-    records = collect(paths, list(codecs), list(checkpoints), ResultCache(cache_path),
+    records = collect(paths, list(codecs), checkpoints if isinstance(checkpoints, dict) else list(checkpoints),
+                      ResultCache(cache_path),
                       workers, loader, progress, qualities)
     summary = report.write_report(
         records, Path(out_dir), bpp_points=list(bpp_points), msssim_points=list(msssim_points),

@@ -15,6 +15,7 @@ import numpy as np
 from rtaic.evaluation import rd
 from rtaic.evaluation.baselines import BASELINES
 from rtaic.evaluation.learned import CODEC_NAME as OURS
+from rtaic.evaluation.learned import is_ours
 
 SPACES = ("rgb", "ycbcr")
 
@@ -22,6 +23,8 @@ SPACES = ("rgb", "ycbcr")
 def label(codec: str) -> str:
     if codec == OURS:
         return "Ours (rtaic)"
+    if is_ours(codec):
+        return f"Ours (rtaic, {codec.removeprefix(OURS + '_').replace('ycbcr', 'YCbCr').replace('gan', 'GAN')})"
     return BASELINES[codec].label if codec in BASELINES else codec
 
 
@@ -44,7 +47,7 @@ class Curves:
             rows.sort(key=lambda r: _quality_order(r["quality"]))
             self.curves[key] = {k: np.array([r[k] for r in rows]) for k in rows[0]}
         order = list(dict.fromkeys(r["codec"] for r in records))
-        self.codecs = sorted(order, key=lambda c: c != OURS)  # ours first, then as configured
+        self.codecs = sorted(order, key=lambda c: not is_ours(c))  # ours first, then as configured
         self.images = sorted({r["image"] for r in records})
 
     def get(self, codec: str, image: str) -> dict | None:
@@ -82,22 +85,22 @@ def ciede2000_at_bpp(curves: Curves, points: list[float]) -> dict:
 
 
 def colour_at_our_rates(curves: Curves, reference: str) -> dict:
-    """Per model of ours: its mean CIEDE2000 and the reference's at the same payload bpp,
-    interpolated per image (images where the reference's curve does not reach it missing)."""
+    """Per model of ours (every curve of ours): its mean CIEDE2000 and the reference's at
+    the same payload bpp, interpolated per image (images where the reference's curve does
+    not reach it are missing from both means)."""
     out = {}
-    if OURS not in curves.codecs:
-        return out
-    for im in curves.images:
-        c, ref = curves.get(OURS, im), curves.get(reference, im)
-        if c is None:
-            continue
-        ref_at = (rd.value_at_rate(ref["bpp_payload"], ref["msssim_rgb"], ref["ciede2000"], c["bpp_payload"])
-                  if ref is not None else np.full(len(c["quality"]), np.nan))  # fmt: skip
-        for q, bpp, ours, theirs in zip(c["quality"], c["bpp_payload"], c["ciede2000"], ref_at, strict=True):
-            row = out.setdefault(str(q), {"bpp": [], "ours": [], "reference": []})
-            row["bpp"].append(bpp)
-            row["ours"].append(ours if np.isfinite(theirs) else np.nan)
-            row["reference"].append(theirs)
+    for codec in (c for c in curves.codecs if is_ours(c)):
+        for im in curves.images:
+            c, ref = curves.get(codec, im), curves.get(reference, im)
+            if c is None:
+                continue
+            ref_at = (rd.value_at_rate(ref["bpp_payload"], ref["msssim_rgb"], ref["ciede2000"], c["bpp_payload"])
+                      if ref is not None else np.full(len(c["quality"]), np.nan))  # fmt: skip
+            for q, bpp, ours, theirs in zip(c["quality"], c["bpp_payload"], c["ciede2000"], ref_at, strict=True):
+                row = out.setdefault(str(q), {"bpp": [], "ours": [], "reference": []})
+                row["bpp"].append(bpp)
+                row["ours"].append(ours if np.isfinite(theirs) else np.nan)
+                row["reference"].append(theirs)
     return {q: {"bpp_payload": float(np.mean(r["bpp"])), "ours": _stat(r["ours"]),
                 "reference": _stat(r["reference"])} for q, r in out.items()}  # fmt: skip
 

@@ -198,6 +198,8 @@ def export(args: argparse.Namespace) -> None:
             "file": file, "fingerprint": model_fingerprint(nets).hex(),
             "architecture": "rtaic_small" if "model=rtaic_small" in m.overrides else "rtaic",
             "target_bpp": float(next(o.split("=")[1] for o in m.overrides if o.startswith("target_bpp="))),
+            "curve": "learned_gan" if "experiment=gan" in m.overrides else
+                     "learned_ycbcr" if arch.color_space == "ycbcr" else "learned",
             "color_space": arch.color_space, "latent_channels": arch.latent_channels, "steps": steps,
             "recipe": {"init": m.init, "overrides": m.overrides},
             "val": _val(m.last),
