@@ -63,6 +63,7 @@ def main(cfg: DictConfig) -> dict:
             logger=logger,
             progress=cfg.progress,
             qualities={k: list(v) for k, v in (cfg.qualities or {}).items()},
+            html_sizes=list(cfg.html_sizes) if cfg.html else None,
         )
     finally:
         if logger is not None:

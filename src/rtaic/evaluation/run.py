@@ -99,8 +99,10 @@ def evaluate(
     logger=None,
     progress: bool = True,
     qualities: dict[str, list] | None = None,
+    html_sizes: list[float] | None = None,
 ) -> dict:
-    """Measure, then write the report into ``out_dir``; returns the summary."""
+    """Measure, then write the report into ``out_dir``; returns the summary. With
+    ``html_sizes`` (target bpp) also report.html, the codecs side by side (html_report.py)."""
     from rtaic.evaluation import report  # imported late: matplotlib stays out of the workers
 
     t0 = time.perf_counter()
@@ -112,5 +114,10 @@ def evaluate(
         records, Path(out_dir), bpp_points=list(bpp_points), msssim_points=list(msssim_points),
         reference=reference, logger=logger,
     )
+    if html_sizes:
+        from rtaic.evaluation.html_report import write_html
+
+        write_html(records, paths, Path(out_dir), list(html_sizes), loader=loader, workers=workers,
+                   progress=progress, logger=logger)
     log.info("evaluation of %d images took %.1f s", len(paths), time.perf_counter() - t0)
     return summary
