@@ -33,5 +33,24 @@ class WandbReport:
         log["eval/summary"] = wandb.Html(f"<pre>{markdown.read_text()}</pre>")
         self.run.log(log)
 
+    def log_comparison(self, rows: list[dict]) -> None:
+        """report.html's comparison as a table: one row per (image, target size, codec) with
+        the decode, its crop and its difference image (the PNGs beside report.html)."""
+        from PIL import Image
+
+        wandb = self.wandb
+        columns = ["image", "target_bpp", "codec", "setting", "bytes", "bpp", "msssim_rgb", "psnr_rgb",
+                   "ciede2000", "decoded", "crop", "original_crop", "difference"]
+        table = wandb.Table(columns=columns)
+        for r in rows:
+            with Image.open(r["picture"]) as im:
+                crop = im.crop(r["crop_box"])
+            with Image.open(r["original"]) as im:
+                original_crop = im.crop(r["crop_box"])
+            table.add_data(r["image"], r["target_bpp"], r["label"], r["setting"], r["bytes"], r["bpp"],
+                           r["msssim_rgb"], r["psnr_rgb"], r["ciede2000"], wandb.Image(str(r["picture"])),
+                           wandb.Image(crop), wandb.Image(original_crop), wandb.Image(str(r["difference"])))
+        self.run.log({"eval/comparison": table})
+
     def finish(self) -> None:
         self.run.finish()
