@@ -42,7 +42,7 @@ def test_rounds_ladder_export_and_a_new_session_continuing(tmp_path, monkeypatch
     models = tmp_path / "models"
     models.mkdir()
     args = ["--config", _recipe(tmp_path, steps=4), "--models-dir", str(models)]
-    zoo_runner.main(["train", *args])
+    zoo_runner.main(["train", "--parallel", "2", *args])
     work = tmp_path / "work"
     for name in ("trunk", "wide"):
         history = json.loads((work / name / "history.json").read_text())

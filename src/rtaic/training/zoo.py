@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -135,41 +136,71 @@ def round_command(member: Member, cfg: dict, source: str | None, extra: list[str
     return cmd
 
 
+def _next_member(members: list[Member], args, skip: set[str], after: str | None) -> tuple[Member, str] | None:
+    """The next member (round robin, after the last one started) that can train a round."""
+    by_name = {m.name: m for m in members}
+    names = [m.name for m in members]
+    first = (names.index(after) + 1) if after in names else 0
+    for m in (by_name[n] for n in names[first:] + names[:first]):
+        if (args.only and m.name not in args.only) or m.name in skip or m.total_steps() >= m.steps:
+            continue
+        source = _source(m, by_name)
+        if source is not None:
+            return m, source
+    return None
+
+
 def train(args: argparse.Namespace) -> None:
+    """Rounds until every member is done or ``--hours`` have passed (running rounds finish).
+
+    ``--parallel N`` trains N members at once with cpu_count / N torch threads each: on a
+    small CPU two one-thread processes do more steps in all than one two-thread process
+    (whose threads also stall whenever anything else runs), at half the speed each.
+    """
     deadline = time.time() + args.hours * 3600 if args.hours else None
-    while deadline is None or time.time() < deadline:
-        # read every pass: recipes can be added or changed while the zoo trains
-        cfg, members = load_members(args.config, args.models_dir)
-        by_name = {m.name: m for m in members}
-        ran = False
-        for m in members:
-            if args.only and m.name not in args.only:
+    env = dict(os.environ)
+    if args.parallel > 1:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.parallel))
+    running: dict[str, tuple[subprocess.Popen, Member, list[str], int, float]] = {}
+    failed: set[str] = set()
+    last = None
+    while True:
+        for name, (proc, m, cmd, start, t0) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
                 continue
-            if deadline is not None and time.time() >= deadline:
-                return
-            if m.total_steps() >= m.steps:
-                continue
-            source = _source(m, by_name)
-            if source is None:
-                continue
-            m.begin()
-            cmd = round_command(m, cfg, source, args.overrides)
-            start, t0 = m.run_steps(), time.time()
-            print(f"[zoo {datetime.now():%H:%M}] {m.name}: steps {m.total_steps()} -> "
-                  f"{m.bundled_steps() + int(cmd[[c.startswith('trainer.max_steps=') for c in cmd].index(True)].split('=')[1])}",
-                  flush=True)  # fmt: skip
-            rc = subprocess.call(cmd)
+            del running[name]
             if rc != 0:
-                raise SystemExit(f"rtaic zoo: {m.name}: round failed (exit {rc}): {shlex.join(cmd)}")
+                failed.add(name)
+                print(f"rtaic zoo: {name}: round failed (exit {rc}), not retried in this run: {shlex.join(cmd)}", flush=True)
+                continue
             history = m.history() + [{
                 "from_step": m.bundled_steps() + start, "to_step": m.total_steps(),
                 "minutes": round((time.time() - t0) / 60, 1), "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "command": shlex.join(cmd[1:]), "val": _val(m.last)}]  # fmt: skip
             m.history_file.write_text(json.dumps(history, indent=1))
-            ran = True
-        if not ran:
-            print("[zoo] every member has reached its steps (or waits for its parent)")
+        open_time = deadline is None or time.time() < deadline
+        if open_time and len(running) < args.parallel:
+            # read every time: recipes can be added or changed while the zoo trains
+            cfg, members = load_members(args.config, args.models_dir)
+            found = _next_member(members, args, failed | set(running), last)
+            if found is not None:
+                m, source = found
+                m.begin()
+                cmd = round_command(m, cfg, source, args.overrides)
+                target = int(next(c for c in cmd if c.startswith("trainer.max_steps=")).split("=")[1])
+                print(f"[zoo {datetime.now():%H:%M}] {m.name}: steps {m.total_steps()} -> {m.bundled_steps() + target}",
+                      flush=True)  # fmt: skip
+                running[m.name] = (subprocess.Popen(cmd, env=env), m, cmd, m.run_steps(), time.time())
+                last = m.name
+                continue
+        if not running:
+            print("[zoo] done: " + ("time is up" if not open_time else
+                                     "every member has reached its steps, waits for its parent or failed"))  # fmt: skip
+            if failed:
+                raise SystemExit(f"rtaic zoo: failed rounds: {sorted(failed)}")
             return
+        time.sleep(1)
 
 
 def _val(path: Path) -> dict:
@@ -223,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train", help="start or resume every member, round by round")
     t.add_argument("--only", nargs="*", help="members to train (default: all)")
     t.add_argument("--hours", type=float, help="stop starting rounds after this long")
+    t.add_argument("--parallel", type=int, default=1, help="members trained at once (default 1)")
     t.add_argument("overrides", nargs="*", help="hydra overrides for every round (e.g. data.root=...)")
     e = sub.add_parser("export", help="export members into the package and update the manifest")
     e.add_argument("--only", nargs="*")
