@@ -12,6 +12,11 @@ coded whole, so tiling changes neither the bits nor the context model; an image 
 tile (every Kodak image with the default 1024) runs exactly as the autoencoder does. Tile
 and margin are written in the header, so the decoder reproduces the encoder's
 reconstruction exactly.
+
+Progressive files (bitstream version 3): any valid cut of a file is a smaller file of the
+same image at a coarser precision (:mod:`rtaic.coding.embedded`). ``compress(image,
+max_bytes=N)`` writes the longest cut that fits, ``decompress(data, max_bytes=N)`` decodes
+the longest cut of ``data`` that fits, ``truncate(data, N)`` writes it as a file.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import time
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -29,9 +35,18 @@ from PIL import Image
 
 from rtaic.checkpoint import CodecNetworks, load_networks
 from rtaic.coding import bitstream
-from rtaic.coding.arithmetic import decode_planes, encode_planes, single_thread
+from rtaic.coding.arithmetic import (
+    CUT_FIELD_BYTES,
+    EmbeddedEncoding,
+    decode_embedded,
+    decode_planes,
+    encode_embedded,
+    encode_planes,
+    single_thread,
+)
 from rtaic.coding.bitplanes import from_bitplanes, to_bitplanes
 from rtaic.coding.bitstream import BitstreamError, Header
+from rtaic.coding.embedded import mask_unknown, partial_levels
 from rtaic.coding.quantize import dequantize, quantize_levels
 from rtaic.color import from_space, to_space
 from rtaic.imageio import Canvas, Prepared, prepare
@@ -54,6 +69,47 @@ class EncodeResult(NamedTuple):
 class DecodeResult(NamedTuple):
     image: Image.Image
     timings: dict[str, float]
+    complete: bool = True  # False: a cut file, or a cut of it (max_bytes); coarser image
+    bytes_used: int = 0  # length of the (cut) file the image was decoded from
+
+
+SMALLEST_FILE = bitstream.HEADER_SIZE + CUT_FIELD_BYTES  # a version-3 file cut before any bit
+
+
+class Progressive(NamedTuple):
+    """One image coded once in the embedded order: its file, cut anywhere valid, and what
+    each cut decodes to, without entropy-decoding again (:meth:`Codec.encode_progressive`)."""
+
+    codec: Codec
+    header: Header
+    stream: EmbeddedEncoding
+    planes: torch.Tensor  # the full (1, B, C, h, w) planes
+
+    def cuts(self) -> list[int]:
+        """Unit counts of the valid cuts, shortest first; the last is the whole file."""
+        return self.stream.valid_cuts()
+
+    def size(self, units: int | None = None) -> int:
+        """File bytes of the cut after ``units`` units (None: the whole file)."""
+        units = self.stream.units if units is None else units
+        return bitstream.HEADER_SIZE + self.stream.payload_bytes(units)
+
+    def cut_for(self, max_bytes: int) -> int | None:
+        """The longest valid cut (units) whose file fits in ``max_bytes``, or None."""
+        return self.stream.cut_for(max_bytes - bitstream.HEADER_SIZE)
+
+    def data(self, units: int | None = None) -> bytes:
+        return bitstream.pack(self.header, self.stream.payload(units))
+
+    def reconstruction(self, units: int | None = None) -> Image.Image:
+        """What decompress(self.data(units)) returns."""
+        h = self.header
+        if units is None or units >= self.stream.units:
+            levels = from_bitplanes(self.planes)
+        else:
+            known = torch.from_numpy(self.stream.known(units))
+            levels = partial_levels(mask_unknown(self.planes, known), known)
+        return self.codec._synthesize(levels, h.height, h.width, h.mode, h.tile, h.margin)
 
 
 def model_fingerprint(networks: CodecNetworks) -> bytes:
@@ -141,8 +197,15 @@ class Codec:
         return canvas.image()
 
     # -- API ------------------------------------------------------------------------------
-    def encode(self, image: Image.Image, reconstruct: bool = False) -> EncodeResult:
-        """Compress, with the estimate, the time split and optionally the reconstruction."""
+    def encode(self, image: Image.Image, reconstruct: bool = False,
+               max_bytes: int | None = None) -> EncodeResult:  # fmt: skip
+        """Compress, with the estimate, the time split and optionally the reconstruction.
+
+        ``max_bytes``: the longest valid cut of the file that fits (at least
+        ``SMALLEST_FILE`` bytes); the estimate is still that of the whole payload.
+        """
+        if max_bytes is not None:
+            return self._encode_cut(image, reconstruct, max_bytes)
         t0 = time.perf_counter()
         prep = prepare(image)
         t1 = time.perf_counter()
@@ -152,8 +215,19 @@ class Codec:
             planes = to_bitplanes(levels, self.architecture.bits)
             payload, ideal = encode_planes(planes, self.context_model, self.table, bitstream.VERSION)
         t3 = time.perf_counter()
+        header = self._header(prep, levels)
+        data = bitstream.pack(header, payload)
+        t4 = time.perf_counter()
+        timings = {"network": t2 - t1, "entropy": t3 - t2, "total": t4 - t0}
+        recon = None
+        if reconstruct:
+            h, w = prep.size
+            recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
+        return EncodeResult(data, ideal, timings, recon)
+
+    def _header(self, prep: Prepared, levels: torch.Tensor) -> Header:
         h, w = prep.size
-        header = Header(
+        return Header(
             fingerprint=self.fingerprint,
             width=w,
             height=h,
@@ -164,13 +238,27 @@ class Codec:
             margin=self.margin,
             latent_shape=tuple(levels.shape[1:]),
         )
-        data = bitstream.pack(header, payload)
-        t4 = time.perf_counter()
-        timings = {"network": t2 - t1, "entropy": t3 - t2, "total": t4 - t0}
-        recon = None
-        if reconstruct:
-            recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
-        return EncodeResult(data, ideal, timings, recon)
+
+    def encode_progressive(self, image: Image.Image) -> Progressive:
+        """Code the image once in the embedded order (version 3); every cut and what it
+        decodes to come from the result (see :class:`Progressive`)."""
+        prep = prepare(image)
+        levels = self._analyse(prep)
+        with single_thread():
+            planes = to_bitplanes(levels, self.architecture.bits)
+            stream = encode_embedded(planes, self.context_model, self.table)
+        return Progressive(self, self._header(prep, levels), stream, planes)
+
+    def _encode_cut(self, image: Image.Image, reconstruct: bool, max_bytes: int) -> EncodeResult:
+        t0 = time.perf_counter()
+        prog = self.encode_progressive(image)
+        units = prog.cut_for(max_bytes)
+        if units is None:
+            raise ValueError(f"max_bytes={max_bytes} is below the smallest file ({SMALLEST_FILE} bytes)")
+        data = prog.data(units)
+        timings = {"total": time.perf_counter() - t0}
+        recon = prog.reconstruction(units) if reconstruct else None
+        return EncodeResult(data, prog.stream.ideal, timings, recon)
 
     def latent_levels(self, image: Image.Image) -> torch.Tensor:
         """The integer latent levels (1, C, h, w) that :meth:`encode` codes."""
@@ -199,29 +287,88 @@ class Codec:
         if header.tile % a.stride or header.margin % a.stride:
             raise BitstreamError(f"tiling not aligned to the model stride {a.stride}")
 
-    def decode(self, data: bytes) -> DecodeResult:
-        """Decompress, with the time split."""
+    def decode(self, data: bytes, max_bytes: int | None = None) -> DecodeResult:
+        """Decompress, with the time split.
+
+        ``max_bytes``: decode the longest valid cut of ``data`` whose file fits (version 3;
+        a version 1 or 2 file decodes only whole). Missing low bits are reconstructed at the
+        middle of their interval.
+        """
         t0 = time.perf_counter()
         header, payload = bitstream.unpack(data)
         self._check(header)
         c, lh, lw = header.latent_shape
         shape = (1, self.architecture.bits, c, lh, lw)
+        used = len(data)
         with single_thread():
-            planes = decode_planes(payload, self.context_model, self.table, shape, header.version)
-            levels = from_bitplanes(planes)
+            if header.version < 3:
+                if max_bytes is not None and max_bytes < len(data):
+                    raise ValueError(f"a version {header.version} file cannot be cut: it decodes "
+                                     f"only whole ({len(data)} bytes)")  # fmt: skip
+                planes = decode_planes(payload, self.context_model, self.table, shape, header.version)
+                levels, complete = from_bitplanes(planes), True
+            else:
+                max_words = None
+                if max_bytes is not None and max_bytes < len(data):
+                    if max_bytes < SMALLEST_FILE:
+                        raise ValueError(f"max_bytes={max_bytes} is below the smallest file "
+                                         f"({SMALLEST_FILE} bytes)")  # fmt: skip
+                    max_words = (max_bytes - SMALLEST_FILE) // 4
+                dec = decode_embedded(payload, self.context_model, self.table, shape, max_words)
+                complete = dec.complete
+                levels = from_bitplanes(dec.planes) if complete else partial_levels(dec.planes, dec.known)
+                if max_words is not None:
+                    used = SMALLEST_FILE + 4 * (dec.cuts[-1] if dec.units else 0)
         t1 = time.perf_counter()
         image = self._synthesize(levels, header.height, header.width, header.mode, header.tile,
                                  header.margin)  # fmt: skip
         t2 = time.perf_counter()
-        return DecodeResult(image, {"network": t2 - t1, "entropy": t1 - t0, "total": t2 - t0})
+        return DecodeResult(image, {"network": t2 - t1, "entropy": t1 - t0, "total": t2 - t0},
+                            complete, used)  # fmt: skip
 
-    def compress(self, image: Image.Image) -> bytes:
-        """PIL image -> .rtaic bytes."""
-        return self.encode(image).data
+    def compress(self, image: Image.Image, max_bytes: int | None = None) -> bytes:
+        """PIL image -> .rtaic bytes (``max_bytes``: the longest valid cut that fits)."""
+        return self.encode(image, max_bytes=max_bytes).data
 
-    def decompress(self, data: bytes) -> Image.Image:
-        """.rtaic bytes -> PIL image (same size and mode as the compressed one)."""
-        return self.decode(data).image
+    def decompress(self, data: bytes, max_bytes: int | None = None) -> Image.Image:
+        """.rtaic bytes -> PIL image (same size and mode as the compressed one);
+        ``max_bytes``: from the longest valid cut of the file that fits."""
+        return self.decode(data, max_bytes).image
+
+    def cut_sizes(self, data: bytes) -> list[int]:
+        """File sizes of every valid cut of a version-3 file, shortest first (the last is
+        the file itself). Recovered from the stream: decodes it and re-encodes it."""
+        header, payload = bitstream.unpack(data)
+        self._check(header)
+        if header.version < 3:
+            return [len(data)]
+        c, lh, lw = header.latent_shape
+        shape = (1, self.architecture.bits, c, lh, lw)
+        with single_thread():
+            dec = decode_embedded(payload, self.context_model, self.table, shape)
+        sizes = [SMALLEST_FILE] + [SMALLEST_FILE + 4 * n for n in dec.cuts]
+        return sorted({n for n in sizes if n < len(data)} | {len(data)})
+
+    def truncate(self, data: bytes, max_bytes: int) -> bytes:
+        """The longest valid cut of a file that fits in ``max_bytes``, as a file of its own
+        (header and CRC updated); ``data`` itself if it fits. Version 3 files only."""
+        if len(data) <= max_bytes:
+            bitstream.unpack(data)  # still refuse a corrupt file
+            return bytes(data)
+        header, payload = bitstream.unpack(data)
+        self._check(header)
+        if header.version < 3:
+            raise ValueError(f"a version {header.version} file cannot be cut")
+        if max_bytes < SMALLEST_FILE:
+            raise ValueError(f"max_bytes={max_bytes} is below the smallest file ({SMALLEST_FILE} bytes)")
+        c, lh, lw = header.latent_shape
+        shape = (1, self.architecture.bits, c, lh, lw)
+        max_words = (max_bytes - SMALLEST_FILE) // 4
+        with single_thread():
+            dec = decode_embedded(payload, self.context_model, self.table, shape, max_words)
+        words = dec.cuts[-1] if dec.units else 0
+        cut = struct.pack("<I", dec.units) + payload[CUT_FIELD_BYTES : CUT_FIELD_BYTES + 4 * words]
+        return bitstream.pack(header, cut)
 
 
 def load_codec(path: str | os.PathLike, **kwargs) -> Codec:

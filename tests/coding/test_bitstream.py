@@ -207,5 +207,5 @@ def test_format_tables_are_append_only():
     """Codes are written into files: the first entries must never move."""
     assert bitstream.MODES[:3] == ("RGB", "L", "RGBA")
     assert bitstream.COLOR_SPACES == ("rgb", "ycbcr")
-    assert bitstream.MAGIC == b"RTAI" and bitstream.VERSION == 2
-    assert bitstream.READABLE_VERSIONS[:2] == (1, 2)  # old files stay readable
+    assert bitstream.MAGIC == b"RTAI" and bitstream.VERSION == 3
+    assert bitstream.READABLE_VERSIONS[:3] == (1, 2, 3)  # old files stay readable

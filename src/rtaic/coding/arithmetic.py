@@ -9,14 +9,23 @@ order of :class:`~rtaic.coding.context.BitContextModel`): slice flags, then for 
 group, each over the active slices only; sign bits only where the magnitude is non-zero.
 One constriction call per group, never one per bit.
 
+Version 3 (:mod:`~rtaic.coding.embedded`) codes the same bits unit by unit in an embedded
+order: the payload is a 4-byte cut field and one range coder stream, and every unit
+boundary is a cut point. A cut after unit k keeps the stream's first ``2 + n_k`` words,
+``n_k`` being the words the encoder had shifted out by then (``RangeEncoder.pos()``): the
+decoder reads two words to start and one more per word shifted out, and reads missing words
+as zeros, so those words decode the first k units exactly as the whole stream does.
+
 Probabilities come only from the integer table (units of 2**-16), converted as p / 65536 in
 float64: exact, so both sides see bit-identical numbers whatever the thread count.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -24,6 +33,7 @@ import torch
 
 from rtaic.coding.bitstream import READABLE_VERSIONS, BitstreamError
 from rtaic.coding.context import PROBABILITY_BITS, BitContextModel
+from rtaic.coding.embedded import EmbeddedScan, known_planes, mask_unknown, unit_count
 from rtaic.coding.scan import FLAG_PROBABILITY, PlaneScan
 
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
@@ -41,7 +51,7 @@ class _Scheme:
     def __init__(self, version: int) -> None:
         if version not in READABLE_VERSIONS:
             raise ValueError(f"unknown payload version {version}")
-        self.skip_empty = version >= 2
+        self.skip_empty = version >= 2  # version 3 codes like version 2, in its own order
         self.family, self.params = (_BINARY, _rows) if self.skip_empty else (_BERNOULLI, None)
 
     def _model_args(self, p1: np.ndarray) -> np.ndarray:
@@ -100,6 +110,9 @@ def encode_planes(
     model promises; the payload is within a few bytes of it. ``version`` selects the
     payload layout (see :class:`_Scheme`); readers accept every version.
     """
+    if version >= 3:
+        enc = encode_embedded(planes, model, table)
+        return enc.payload(), enc.ideal
     scheme = _Scheme(version)
     array = planes.to(torch.uint8).cpu().numpy()
     p1 = probabilities(table)
@@ -142,6 +155,8 @@ def decode_planes(
     Raises :class:`BitstreamError` if the payload is not a whole number of 32-bit words, the
     coder rejects it, or it holds data beyond the last coded bit.
     """
+    if version >= 3:
+        return decode_embedded(payload, model, table, shape).planes
     scheme = _Scheme(version)
     if len(payload) % 4:
         raise BitstreamError("payload is not a whole number of 32-bit words")
@@ -168,3 +183,200 @@ def decode_planes(
     if not exhausted:
         raise BitstreamError("corrupt payload: data left over after the last coded bit")
     return torch.from_numpy(scan.result())
+
+
+# -- version 3: the embedded payload ------------------------------------------------------
+
+_CUT = struct.Struct("<I")
+CUT_FIELD_BYTES = _CUT.size
+COMPLETE = 0xFFFFFFFF  # the cut field of a whole (not cut) payload
+
+
+def _log_costs(p1: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.stack([np.log2(1.0 - p1), np.log2(p1)], axis=1).reshape(-1)
+
+
+class _Embedded:
+    """The range coder side of :class:`EmbeddedScan`: the encoder, or (with ``words``) the
+    decoder, which re-encodes what it decodes to know where every unit ends in the stream.
+
+    Bits are coded one constriction call per group the scan hands over; the encoder (and
+    the decoder's re-encoding) codes each unit in one call, then reads its position.
+    """
+
+    def __init__(self, p1: np.ndarray, words: np.ndarray | None = None,
+                 max_words: int | None = None) -> None:  # fmt: skip
+        self.p1, self.max_words = p1, max_words
+        self.decoder = None if words is None else constriction.stream.queue.RangeDecoder(words)
+        self.encoder = constriction.stream.queue.RangeEncoder()
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # (bits, rows) of this unit
+        self.coded: list[tuple[np.ndarray, np.ndarray]] = []  # (contexts, bits), encoder
+        self.flag_bits = 0
+        self.units = 0
+        self.cuts: list[int] = []  # words needed for the first k units, k = 1, 2, ...
+        self.over_budget = False
+
+    def _code(self, bits: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        rows = _rows(probs)
+        if self.decoder is not None:
+            bits = self.decoder.decode(_BINARY, rows).astype(np.uint8)
+        self.pending.append((bits, rows))
+        return bits
+
+    def code(self, bits: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        if contexts.size == 0:
+            return np.zeros(0, dtype=np.uint8)
+        bits = self._code(bits, self.p1[contexts])
+        if self.decoder is None:
+            self.coded.append((contexts, bits))
+        return bits
+
+    def code_flags(self, bits: np.ndarray) -> np.ndarray:
+        self.flag_bits += bits.size
+        return self._code(bits, _flag_probs(bits.size))
+
+    def unit_done(self) -> bool:
+        if self.pending:
+            bits, rows = zip(*self.pending, strict=True)
+            self.pending.clear()
+            bits = np.concatenate(bits).astype(np.int32)
+            self.encoder.encode(bits, _BINARY, rows[0] if len(rows) == 1 else np.concatenate(rows))
+        needed = 2 + self.encoder.pos()[0]
+        if self.max_words is not None and needed > self.max_words:
+            self.over_budget = True
+            return False
+        self.cuts.append(needed)
+        self.units += 1
+        return True
+
+    def ideal(self) -> float:
+        if not self.coded:
+            return self.flag_bits * -np.log2(FLAG_PROBABILITY)
+        contexts, bits = (np.concatenate(a) for a in zip(*self.coded, strict=True))
+        counts = np.bincount(2 * contexts.astype(np.int64) + bits, minlength=2 * self.p1.size)
+        logs = _log_costs(self.p1)
+        nz = counts > 0
+        return -float(counts[nz] @ logs[nz]) + self.flag_bits * -np.log2(FLAG_PROBABILITY)
+
+
+class EmbeddedEncoding(NamedTuple):
+    """A whole version-3 stream and where it may be cut."""
+
+    words: np.ndarray  # the range coder stream (uint32)
+    ideal: float  # -sum log2 P(coded bit), flags at one bit each
+    cuts: list[int]  # cuts[k - 1]: words needed for the first k units (k = 1 .. units)
+    flags: np.ndarray  # (B-1, S) slice flags
+    shape: tuple[int, ...]  # of the planes
+
+    @property
+    def units(self) -> int:
+        return len(self.cuts)
+
+    def words_for(self, units: int) -> int:
+        """Stream words of the payload cut after ``units`` units."""
+        if units >= self.units:
+            return len(self.words)
+        return 0 if units == 0 else self.cuts[units - 1]
+
+    def valid_cuts(self) -> list[int]:
+        """Unit counts of the valid cuts, shortest first: every k whose words are fewer
+        than the whole stream's, then the whole stream (``self.units``)."""
+        return [k for k in range(self.units) if self.words_for(k) < len(self.words)] + [self.units]
+
+    def payload_bytes(self, units: int) -> int:
+        return CUT_FIELD_BYTES + 4 * self.words_for(units)
+
+    def payload(self, units: int | None = None) -> bytes:
+        """The payload, whole (None) or cut after ``units`` units (a valid cut)."""
+        if units is None or units >= self.units:
+            return _CUT.pack(COMPLETE) + self.words.astype("<u4").tobytes()
+        n = self.words_for(units)
+        if units < 0 or n >= len(self.words):
+            raise ValueError(f"no valid cut after {units} units")
+        return _CUT.pack(units) + self.words[:n].astype("<u4").tobytes()
+
+    def cut_for(self, max_payload_bytes: int) -> int | None:
+        """The longest valid cut (in units) whose payload fits, or None."""
+        best = None
+        for k in self.valid_cuts():
+            if self.payload_bytes(k) <= max_payload_bytes:
+                best = k
+        return best
+
+    def known(self, units: int) -> np.ndarray:
+        """(N, C, H, W) known-plane counts after ``units`` units."""
+        return known_planes(self.shape, self.flags, min(units, self.units))
+
+
+def encode_embedded(planes: torch.Tensor, model: BitContextModel, table: np.ndarray) -> EmbeddedEncoding:
+    """Code (N, B, C, H, W) planes in the version-3 order, recording every cut point."""
+    array = planes.to(torch.uint8).cpu().numpy()
+    scan = EmbeddedScan(model, array.shape, array)
+    coder = _Embedded(probabilities(table))
+    scan.run(coder)
+    words = coder.encoder.get_compressed().astype(np.uint32)
+    return EmbeddedEncoding(words, coder.ideal(), coder.cuts, scan.flags.copy(), array.shape)
+
+
+class EmbeddedDecoding(NamedTuple):
+    planes: torch.Tensor  # (N, B, C, H, W) uint8; bits the cut leaves unknown are 0
+    known: torch.Tensor  # (N, C, H, W) uint8: magnitude planes known at each position
+    units: int  # units decoded
+    complete: bool  # every unit of the scan decoded (known is B-1 everywhere)
+    cuts: list[int]  # cuts[k - 1]: words needed for the first k units decoded
+
+
+def decode_embedded(payload: bytes, model: BitContextModel, table: np.ndarray, shape: tuple[int, ...],
+                    max_words: int | None = None) -> EmbeddedDecoding:  # fmt: skip
+    """Decode a version-3 payload, whole or cut (its cut field says which).
+
+    ``max_words``: decode only the longest valid cut whose stream fits in that many words.
+    The decoder re-encodes what it decodes: that gives the cut points of the stream
+    (``cuts``) and checks the payload exactly.
+
+    Raises :class:`BitstreamError` if the payload is malformed or the coder rejects it, if
+    a whole payload is not exactly the stream of the bits it decodes to (a cut that kept
+    its 'whole' field, data left over), or if a cut payload does not end exactly at its cut
+    point.
+    """
+    if len(payload) < CUT_FIELD_BYTES or len(payload) % 4:
+        raise BitstreamError("payload is not a cut field and whole 32-bit words")
+    (cut,) = _CUT.unpack_from(payload)
+    words = np.frombuffer(payload, dtype="<u4", offset=CUT_FIELD_BYTES).astype(np.uint32)
+    if cut != COMPLETE and cut > unit_count(np.ones((shape[1] - 1, shape[0] * shape[2]))):
+        raise BitstreamError(f"corrupt payload: cut after {cut} units, more than the latent has")
+    if max_words is not None and max_words >= len(words):
+        max_words = None
+    scan = EmbeddedScan(model, tuple(shape), None)
+    coder = _Embedded(probabilities(table), words, max_words=max_words)
+    if cut != COMPLETE:
+        step = coder.unit_done
+        coder.unit_done = lambda: step() and coder.units < cut
+    finished = False
+    try:
+        if cut != 0:
+            finished = scan.run(coder)
+        canonical = coder.encoder.get_compressed() if cut == COMPLETE and finished else None
+    except (AssertionError, ValueError, RuntimeError, OverflowError) as e:
+        raise BitstreamError(f"corrupt payload: {e}") from e
+    if coder.over_budget:
+        pass  # the longest cut within max_words: the rest of the stream is not needed
+    elif cut == COMPLETE:
+        if canonical is None or not np.array_equal(canonical, words):
+            raise BitstreamError("corrupt payload: not the stream of the bits it decodes to "
+                                 "(cut without a cut field, or data left over)")  # fmt: skip
+    else:
+        needed = coder.cuts[-1] if cut and coder.cuts else 0
+        if finished or coder.units != cut or needed != len(words) or cut >= unit_count(scan.flags):
+            raise BitstreamError(f"corrupt payload: not a valid cut ({len(words)} words for "
+                                 f"{cut} units)")  # fmt: skip
+    b = shape[1]
+    complete = finished and cut == COMPLETE
+    planes = torch.from_numpy(scan.result())
+    if complete:
+        known = torch.full((shape[0], *shape[2:]), b - 1, dtype=torch.uint8)
+    else:
+        known = torch.from_numpy(known_planes(tuple(shape), scan.flags, coder.units))
+        planes = mask_unknown(planes, known)
+    return EmbeddedDecoding(planes, known, coder.units, complete, coder.cuts)

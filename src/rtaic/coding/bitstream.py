@@ -13,8 +13,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"RTAI"
-VERSION = 2  # what this rtaic writes
-READABLE_VERSIONS = (1, 2)  # 1: every slice coded, Bernoulli model (coding/arithmetic.py)
+VERSION = 3  # what this rtaic writes: the embedded (progressive) payload, coding/embedded.py
+READABLE_VERSIONS = (1, 2, 3)  # 1: every slice coded, Bernoulli model; 2: all signs last
 
 # Code <-> name tables are part of the format: append only, never reorder.
 MODES = ("RGB", "L", "RGBA", "LA", "P", "1", "I;16", "I", "F", "CMYK", "YCbCr", "HSV", "RGBX")
