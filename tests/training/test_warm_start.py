@@ -107,3 +107,28 @@ def test_a_checkpoint_write_that_dies_leaves_the_previous_file(tmp_path):
     assert target.read_bytes() == b"half a checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # the dead write's part renamed over
     assert cb._last_checkpoint_saved == str(target)
+
+
+def test_widening_by_duplicating_the_most_read_channels_keeps_the_function_and_the_latent():
+    src, src_state = _state(5, True, seed=0)
+    src_state["autoencoder.decoder.joint.0.weight"][:, 3] *= 10.0  # channel 3 is read most
+    src.load_state_dict({k.removeprefix("autoencoder."): v for k, v in src_state.items()})
+    dst, dst_state = _state(8, True, seed=1)
+    state, _ = warm_start_state(src_state, dst_state, widen="duplicate")
+    enc = state["autoencoder.encoder.joint.3.weight"]
+    # the first copy (channel 5) is of channel 3, up to the symmetry-breaking noise
+    assert torch.allclose(enc[5], src_state["autoencoder.encoder.joint.3.weight"][3], rtol=0.1, atol=0.05)
+    assert not torch.equal(enc[5], src_state["autoencoder.encoder.joint.3.weight"][3])
+    read = state["autoencoder.decoder.joint.0.weight"]
+    torch.testing.assert_close(read[:, 3] + read[:, 5], src_state["autoencoder.decoder.joint.0.weight"][:, 3])
+    dst = _load(dst, state)
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        y, y_src = dst.encode(x), src.eval().encode(x)
+        torch.testing.assert_close(y[:, :5], y_src)
+        # decoding with the copies' q set equal to their originals' gives the source's output
+        q = dst.encode(x)
+        q[:, 5:] = q[:, [3, *[int(i) for i in src_state["autoencoder.decoder.joint.0.weight"].transpose(0, 1).flatten(1).norm(dim=1).argsort(descending=True)[1:3]]]]
+        torch.testing.assert_close(dst.decode(q, (40, 56)), src.decode(y_src, (40, 56)))
+    with pytest.raises(ValueError):
+        warm_start_state(src_state, dst_state, widen="bogus")

@@ -47,7 +47,44 @@ def _kept_latent_channels(source: dict, width: int) -> torch.Tensor | None:
     return strength.argsort(descending=True)[:width].sort().values
 
 
-def warm_start_state(source: dict, target: dict) -> tuple[dict, list[str]]:
+# Latent-width tensors of the autoencoder: (name, dimension of the latent channels). A wider
+# target duplicates source channels along these (see warm_start_state, widen="duplicate").
+_LATENT_WRITERS = ("autoencoder.encoder.joint.", "autoencoder.encoder.lowpass.")
+_LATENT_READERS = ("autoencoder.decoder.joint.0.weight", "autoencoder.decoder.lowpass.weight")
+
+
+def _duplicate_channels(state: dict, source: dict, width: int, noise: float, seed: int) -> list[str]:
+    """Fill latent channels n..width of ``state`` with copies of the source's most read
+    channels (net2wider). The encoder rows are copied, plus ``noise`` x their mean
+    magnitude to break the symmetry; each original's decoder weights are shared equally
+    by it and its copies, so while the copies' q equal the originals' the model computes
+    what the source did. Returns the names changed."""
+    read = source["autoencoder.decoder.joint.0.weight"]
+    n = read.shape[1]
+    order = read.transpose(0, 1).flatten(1).norm(dim=1).argsort(descending=True)
+    picks = [int(order[k % n]) for k in range(width - n)]  # copy j = n + k of channel picks[k]
+    shares = {i: 1 + picks.count(i) for i in set(picks)}
+    g = torch.Generator().manual_seed(seed)
+    changed = []
+    for name, s in source.items():
+        t = state.get(name)
+        if t is None:
+            continue
+        if name.startswith(_LATENT_WRITERS) and s.shape[0] == n and t.shape[0] == width:
+            for k, i in enumerate(picks):
+                row = s[i].clone()
+                t[n + k] = row + noise * row.abs().mean() * torch.randn(row.shape, generator=g)
+            changed.append(name)
+        elif name in _LATENT_READERS and s.shape[1] == n and t.shape[1] == width:
+            for i, c in shares.items():
+                t[:, i] = s[:, i] / c
+            for k, i in enumerate(picks):
+                t[:, n + k] = s[:, i] / shares[i]
+            changed.append(name)
+    return changed
+
+
+def warm_start_state(source: dict, target: dict, widen: str = "zero", seed: int = 0) -> tuple[dict, list[str]]:
     """The target's state with every tensor it shares with ``source`` copied over.
 
     This is how a model starts from another one of a different rate or design (a rate
@@ -61,8 +98,13 @@ def warm_start_state(source: dict, target: dict) -> tuple[dict, list[str]]:
     - autoencoder tensors the source lacks (layers added to a path) start at zero, so
       the warm-started model computes what the source computed;
     - the context model's table is copied only whole (its layout follows the width).
+    ``widen="duplicate"`` fills a wider latent with copies of the source's most read
+    channels instead (see _duplicate_channels): the fresh channels of "zero" start as
+    noise that costs bits and that the decoder has yet to learn to read.
     Returns the new state and the names not copied whole.
     """
+    if widen not in ("zero", "duplicate"):
+        raise ValueError(f"widen must be 'zero' or 'duplicate', got {widen!r}")
     state = {k: v.clone() for k, v in target.items()}
     width = target.get("autoencoder.decoder.joint.0.weight")
     kept = _kept_latent_channels(source, width.shape[1]) if width is not None else None
@@ -89,13 +131,16 @@ def warm_start_state(source: dict, target: dict) -> tuple[dict, list[str]]:
         if d == 1:  # reads latent channels the source did not have
             state[name].narrow(d, n, t.shape[d] - n).zero_()
         state[name].narrow(d, 0, n).copy_(s)
+    wide = width is not None and "autoencoder.decoder.joint.0.weight" in source
+    if widen == "duplicate" and wide and source["autoencoder.decoder.joint.0.weight"].shape[1] < width.shape[1]:
+        _duplicate_channels(state, source, width.shape[1], noise=1e-2, seed=seed)
     return state, partial
 
 
-def load_warm_start(model: pl.LightningModule, path: str) -> None:
+def load_warm_start(model: pl.LightningModule, path: str, widen: str = "zero", seed: int = 0) -> None:
     """Initialise weights from another checkpoint (see :func:`warm_start_state`)."""
     source = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    state, partial = warm_start_state(source, model.state_dict())
+    state, partial = warm_start_state(source, model.state_dict(), widen, seed)
     model.load_state_dict(state)
     log.info("warm start from %s (%d tensors not copied whole: %s)", path, len(partial), partial)
 
@@ -113,7 +158,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     if cfg.get("init_from"):
-        load_warm_start(model, cfg.init_from)
+        load_warm_start(model, cfg.init_from, cfg.get("init_widen", "zero"), cfg.seed)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     group = _group_name()
     loggers = []
