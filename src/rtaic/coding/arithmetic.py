@@ -280,9 +280,17 @@ class EmbeddedEncoding(NamedTuple):
         return 0 if units == 0 else self.cuts[units - 1]
 
     def valid_cuts(self) -> list[int]:
-        """Unit counts of the valid cuts, shortest first: every k whose words are fewer
-        than the whole stream's, then the whole stream (``self.units``)."""
-        return [k for k in range(self.units) if self.words_for(k) < len(self.words)] + [self.units]
+        """Unit counts of the cuts worth writing, shortest first: for each length shorter
+        than the whole stream, the most units it holds; then the whole stream
+        (``self.units``). (A cut after fewer units with the same words is valid too.)"""
+        out = []
+        for k in range(self.units):
+            n = self.words_for(k)
+            if n >= len(self.words):
+                break
+            if self.words_for(k + 1) > n:
+                out.append(k)
+        return out + [self.units]
 
     def payload_bytes(self, units: int) -> int:
         return CUT_FIELD_BYTES + 4 * self.words_for(units)
