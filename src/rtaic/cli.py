@@ -4,14 +4,23 @@
     rtaic decompress photo.rtaic -o photo_rec.png --model model.ckpt
     cat photo.png | rtaic compress - --model model.ckpt > photo.rtaic
     rtaic compress a.png b.png c.png --model model.ckpt          # a.rtaic, b.rtaic, c.rtaic
+    rtaic compress photo.png --size 20KB                         # at most 20000 bytes
+    rtaic decompress photo.rtaic --max-bytes 8KB -o preview.png  # from the first 8000 bytes
+    rtaic truncate photo.rtaic --bytes 8KB -o small.rtaic        # a valid, smaller file
 
 ``-`` is stdin (and then stdout by default). With several inputs, ``-o`` names a directory.
 Derived output names never overwrite an existing file without ``--force``; an explicit
 ``-o FILE`` does. The model comes from ``--model`` or the ``RTAIC_MODEL`` environment
 variable; without either, ``compress`` uses the bundled default model and ``decompress``
 the bundled model whose fingerprint the file names (see :mod:`rtaic.zoo`).
-``rtaic export CKPT -o MODEL`` strips a training checkpoint down to what the codec needs. Reports go to stderr (stdout may carry data). Exit status: 0 if every file
-succeeded, 1 if any failed (the others are still processed), 2 for usage errors.
+``rtaic export CKPT -o MODEL`` strips a training checkpoint down to what the codec needs.
+
+Sizes (``--size``, ``--max-bytes``, ``--bytes``) count whole files in bytes: 20000, 20KB
+(1000s), 20KiB (1024s), 1.5MB. ``compress --size`` (or ``--bpp``) chooses among the bundled
+RGB models and cut points the file with the best MS-SSIM at or under the size (within 3% of
+it where the models allow; :mod:`rtaic.sizing`); with ``--model`` or ``--quality`` it only
+cuts that model's file. Reports go to stderr (stdout may carry data). Exit status: 0 if
+every file succeeded, 1 if any failed (the others are still processed), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -34,6 +43,28 @@ class CliError(Exception):
     """A user-facing failure for one file or the whole run (printed as 'rtaic: ...')."""
 
 
+def _size(text: str) -> int:
+    from rtaic.sizing import parse_size
+
+    try:
+        n = parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return n
+
+
+def _bpp(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"bpp must be positive: {text!r}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtaic", description="Learned lossy image compression.")
     p.add_argument("--version", action="version", version=f"rtaic {__version__}")
@@ -48,10 +79,27 @@ def _parser() -> argparse.ArgumentParser:
         if name == "compress":
             s.add_argument("--quality", type=int, metavar="N",
                            help="the N-th bundled RGB model, lowest rate first (1 = smallest files)")  # fmt: skip
+            size = s.add_mutually_exclusive_group()
+            size.add_argument("--size", type=_size, metavar="SIZE",
+                              help="file size to hit, at or under (20000, 20KB, 20KiB): the best "
+                                   "bundled model and cut point for it")  # fmt: skip
+            size.add_argument("--bpp", type=_bpp, metavar="BPP",
+                              help="the same as a size of BPP x pixels / 8 bytes")  # fmt: skip
+        else:
+            s.add_argument("--max-bytes", type=_size, metavar="SIZE",
+                           help="decode only the longest valid cut of the file within SIZE bytes")  # fmt: skip
         s.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         s.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
         if name == "decompress":
             s.add_argument("--format", help="image format (default: from the suffix, else PNG)")
+    t = sub.add_parser("truncate", help="cut a .rtaic file to a smaller, valid file of the same image")
+    t.add_argument("input", metavar="FILE", help=".rtaic file; '-' is stdin")
+    t.add_argument("--bytes", type=_size, required=True, metavar="SIZE",
+                   help="at most this many bytes: the longest valid cut within them")  # fmt: skip
+    t.add_argument("-o", "--output", required=True, help="output file ('-' for stdout)")
+    t.add_argument("-m", "--model", help="checkpoint or bundled model name (default: $RTAIC_MODEL, "
+                   "else the bundled model the file names)")  # fmt: skip
+    t.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     e = sub.add_parser("export", help="write a codec-only model file from a training checkpoint")
     e.add_argument("checkpoint", help="training checkpoint (.ckpt)")
     e.add_argument("-o", "--output", required=True, help="model file to write")
@@ -83,6 +131,12 @@ class _Models:
         if path is None:
             raise CliError("no model: pass --model CHECKPOINT or set RTAIC_MODEL")
         return self._load(path)
+
+    def zoo(self) -> list:
+        """The bundled models ``--size`` chooses among, loaded once."""
+        from rtaic.sizing import zoo_models
+
+        return [(str(path), self._load(path)) for path in zoo_models()]
 
     def for_data(self, name: str, data: bytes):
         if self.explicit:
@@ -163,32 +217,57 @@ def _open_image(name: str, data: bytes) -> Image.Image:
     return image
 
 
-def _compress(models: _Models, name: str, out: str, overwrite: bool, quiet: bool) -> None:
+def _compress(models: _Models, name: str, out: str, overwrite: bool, args) -> None:
+    from rtaic.codec import SMALLEST_FILE
     from rtaic.imageio import ImageModeError
 
-    codec = models.for_compress()
     image = _open_image(name, _read(name))
+    target = args.size
+    if args.bpp is not None:
+        target = max(1, int(args.bpp * image.width * image.height / 8))
+    how = ""
     try:
-        data = codec.compress(image)
+        if target is None:
+            data = models.for_compress().compress(image)
+        elif target < SMALLEST_FILE:
+            raise CliError(f"{name}: {target} bytes is below the smallest rtaic file "
+                           f"({SMALLEST_FILE} bytes)")  # fmt: skip
+        elif models.explicit:
+            prog = models.for_compress().encode_progressive(image)
+            units = prog.cut_for(target)
+            data = prog.data(units)
+            how = "whole file" if units >= prog.stream.units else f"cut after {units} of {prog.stream.units} units"
+        else:
+            from rtaic.sizing import fit_to_size
+
+            choice = fit_to_size(image, target, models.zoo())
+            total = next(c for c in choice.candidates if c.model == choice.model)
+            how = (f"model {Path(choice.model).stem}, "
+                   + ("whole file" if choice.whole else f"cut at {choice.units} units of {total.whole_bytes} bytes"))  # fmt: skip
+            data = choice.data
     except ImageModeError as e:
         raise CliError(f"{name}: {e}") from e
     _write(out, data, overwrite)
-    if not quiet:
+    if not args.quiet:
         w, h = image.size
-        print(f"{name} -> {out}: {len(data)} bytes, {8 * len(data) / (w * h):.4f} bpp",
+        extra = f" (target {target} bytes: {len(data) / target:.1%}; {how})" if target else ""
+        print(f"{name} -> {out}: {len(data)} bytes, {8 * len(data) / (w * h):.4f} bpp{extra}",
               file=sys.stderr)  # fmt: skip
 
 
 def _decompress(models: _Models, name: str, out: str, overwrite: bool, quiet: bool,
-                fmt: str | None) -> None:  # fmt: skip
+                fmt: str | None, max_bytes: int | None = None) -> None:  # fmt: skip
     from rtaic.coding.bitstream import BitstreamError
 
     data = _read(name)
     codec = models.for_data(name, data)
     try:
-        image = codec.decompress(data)
+        result = codec.decode(data, max_bytes)
     except BitstreamError as e:
         raise CliError(f"{name}: invalid rtaic file: {e}") from e
+    except ValueError as e:  # a cut the file cannot give
+        raise CliError(f"{name}: {e}") from e
+    image = result.image
     if fmt is None and (out == STDIO or not Path(out).suffix):
         fmt = "PNG"
     buf = io.BytesIO()
@@ -203,7 +282,35 @@ def _decompress(models: _Models, name: str, out: str, overwrite: bool, quiet: bo
         raise CliError(f"{out}: cannot save a {image.mode} image as {fmt}: {e}") from e
     _write(out, buf.getvalue(), overwrite)
     if not quiet:
-        print(f"{name} -> {out}: {image.width}x{image.height} {image.mode}", file=sys.stderr)
+        cut = "" if result.bytes_used >= len(data) else f" (from the first {result.bytes_used} of {len(data)} bytes)"
+        partial = "" if result.complete or cut else " (a cut file)"
+        print(f"{name} -> {out}: {image.width}x{image.height} {image.mode}{cut}{partial}", file=sys.stderr)
+
+
+def _truncate(args) -> int:
+    from rtaic.coding.bitstream import BitstreamError
+
+    model = args.model or os.environ.get("RTAIC_MODEL")
+    if model:
+        from rtaic import zoo
+
+        model = str(zoo.resolve(model))
+    try:
+        data = _read(args.input)
+        codec = _Models(model).for_data(args.input, data)
+        try:
+            cut = codec.truncate(data, args.bytes)
+        except BitstreamError as e:
+            raise CliError(f"{args.input}: invalid rtaic file: {e}") from e
+        except ValueError as e:
+            raise CliError(f"{args.input}: {e}") from e
+        _write(args.output, cut, True)
+    except CliError as e:
+        _error(str(e))
+        return 1
+    if not args.quiet:
+        print(f"{args.input} -> {args.output}: {len(cut)} of {len(data)} bytes", file=sys.stderr)
+    return 0
 
 
 def _error(message: str) -> None:
@@ -215,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "export":
         return _export(args.checkpoint, args.output)
+    if args.command == "truncate":
+        return _truncate(args)
     many = len(args.inputs) > 1
     if args.inputs.count(STDIO) > 1:
         _error("'-' (stdin) can be given only once")
@@ -250,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compress":
         try:
             models.for_compress()  # a bad model is one error, not one per file
+            if (args.size or args.bpp) and not args.model:
+                models.zoo()
         except CliError as e:
             _error(str(e))
             return 1
@@ -258,9 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             out, overwrite = _output_for(name, args, many)
             if args.command == "compress":
-                _compress(models, name, out, overwrite, args.quiet)
+                _compress(models, name, out, overwrite, args)
             else:
-                _decompress(models, name, out, overwrite, args.quiet, args.format)
+                _decompress(models, name, out, overwrite, args.quiet, args.format, args.max_bytes)
         except CliError as e:
             _error(str(e))
             failed += 1
