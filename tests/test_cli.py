@@ -232,3 +232,99 @@ def test_quality_and_model_names_pick_bundled_models(png, tmp_path, monkeypatch,
     assert main(["compress", str(png), "-o", str(tmp_path / "x.rtaic"), "--quality", "3"]) == 2
     assert "--quality must be 1..2" in capsys.readouterr().err
     assert main(["compress", str(png), "--quality", "1", "--model", "low"]) == 2
+
+
+@pytest.fixture
+def big_png(tmp_path):
+    path = tmp_path / "big.png"
+    photo(120, 90, seed=4).save(path)
+    return path
+
+
+def test_size_max_bytes_and_truncate(ckpt, big_png, tmp_path, capsys):
+    codec = load_codec(ckpt)
+    image = Image.open(big_png)
+    whole = codec.compress(image)
+    target = len(whole) // 2
+    out = tmp_path / "half.rtaic"
+    assert main(["compress", str(big_png), "-o", str(out), "-m", ckpt, "--size", str(target)]) == 0
+    assert f"target {target} bytes" in capsys.readouterr().err
+    assert out.read_bytes() == codec.compress(image, max_bytes=target)
+    assert len(out.read_bytes()) <= target
+    assert main(["compress", str(big_png), "-o", str(out), "-m", ckpt, "--bpp", "0.3", "-q"]) == 0
+    assert out.read_bytes() == codec.compress(image, max_bytes=int(0.3 * 120 * 90 / 8))
+    (tmp_path / "whole.rtaic").write_bytes(whole)
+    rec = tmp_path / "prefix.png"
+    assert main(["decompress", str(tmp_path / "whole.rtaic"), "-o", str(rec), "-m", ckpt,
+                 "--max-bytes", f"{target / 1000}KB"]) == 0  # fmt: skip
+    assert "from the first" in capsys.readouterr().err
+    expected = codec.decompress(whole, max_bytes=target)
+    assert np.array_equal(np.asarray(Image.open(rec)), np.asarray(expected))
+    cut = tmp_path / "cut.rtaic"
+    assert main(["truncate", str(tmp_path / "whole.rtaic"), "--bytes", str(target), "-o", str(cut),
+                 "-m", ckpt, "-q"]) == 0  # fmt: skip
+    assert cut.read_bytes() == codec.truncate(whole, target)
+    assert main(["decompress", str(cut), "-o", str(tmp_path / "cut.png"), "-m", ckpt]) == 0
+    assert "(a cut file)" in capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "cut.png")), np.asarray(expected))
+
+
+def test_size_errors(ckpt, big_png, tmp_path, capsys):
+    from dataclasses import replace
+
+    from rtaic.coding import bitstream
+    from rtaic.coding.arithmetic import encode_planes
+    from rtaic.coding.bitplanes import to_bitplanes
+
+    with pytest.raises(SystemExit) as e:
+        main(["compress", str(big_png), "-m", ckpt, "--size", "20XB"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["compress", str(big_png), "-m", ckpt, "--size", "2KB", "--bpp", "0.2"])
+    assert e.value.code == 2
+    capsys.readouterr()
+    assert main(["compress", str(big_png), "-m", ckpt, "--size", "20", "-o", str(tmp_path / "x.rtaic")]) == 1
+    assert "smallest rtaic file" in capsys.readouterr().err
+    codec = load_codec(ckpt)
+    whole = tmp_path / "whole.rtaic"
+    whole.write_bytes(codec.compress(Image.open(big_png)))
+    assert main(["truncate", str(whole), "--bytes", "30", "-o", str(tmp_path / "t.rtaic"), "-m", ckpt]) == 1
+    assert "smallest file" in capsys.readouterr().err
+    image = Image.open(big_png)
+    header, _ = bitstream.unpack(whole.read_bytes())
+    planes = to_bitplanes(codec.latent_levels(image), header.bits)
+    v2 = bitstream.pack(replace(header, version=2), encode_planes(planes, codec.context_model, codec.table, 2)[0])
+    (tmp_path / "v2.rtaic").write_bytes(v2)
+    assert main(["decompress", str(tmp_path / "v2.rtaic"), "-m", ckpt, "--max-bytes", str(len(v2) - 100),
+                 "-o", str(tmp_path / "v2.png")]) == 1  # fmt: skip
+    assert "cannot be cut" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "v2.rtaic"), "-m", ckpt, "-o", str(tmp_path / "v2.png")]) == 0
+
+
+def test_size_chooses_among_the_bundled_models(big_png, tmp_path, monkeypatch, capsys):
+    import json
+
+    from rtaic import zoo
+    from rtaic.sizing import fit_to_size
+
+    models = tmp_path / "models"
+    models.mkdir()
+    entries = {}
+    for seed, (name, bpp) in enumerate([("low", 0.1), ("high", 1.0)]):
+        make_checkpoint(models / f"{name}.ckpt", seed=seed)
+        entries[name] = {"file": f"{name}.ckpt", "target_bpp": bpp,
+                         "fingerprint": load_codec(models / f"{name}.ckpt").fingerprint.hex()}
+    (models / "manifest.json").write_text(json.dumps({"default": "low", "models": entries}))
+    monkeypatch.setattr(zoo, "MODELS_DIR", models)
+    monkeypatch.setattr(zoo, "MANIFEST", models / "manifest.json")
+    monkeypatch.delenv("RTAIC_MODEL", raising=False)
+    out = tmp_path / "sized.rtaic"
+    assert main(["compress", str(big_png), "-o", str(out), "--size", "1KB"]) == 0
+    assert "model " in capsys.readouterr().err
+    assert out.read_bytes() == fit_to_size(Image.open(big_png), 1000).data
+    assert len(out.read_bytes()) <= 1000
+    rec = tmp_path / "sized.png"
+    assert main(["decompress", str(out), "-o", str(rec), "-q"]) == 0  # the model by fingerprint
+    assert Image.open(rec).size == (120, 90)
+    assert main(["truncate", str(out), "--bytes", "500", "-o", str(tmp_path / "t.rtaic"), "-q"]) == 0
+    assert len((tmp_path / "t.rtaic").read_bytes()) <= 500
