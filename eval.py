@@ -5,6 +5,8 @@ not change it), Kodak is downloaded when no image folder is given, and the packa
 arguments.
 """
 
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
@@ -14,16 +16,35 @@ from rtaic.data.kodak import download_kodak
 from rtaic.evaluation.run import evaluate
 
 
-def _checkpoints(listed) -> dict[str, list[str]] | list[str]:
+def _checkpoints(listed, truncated=None) -> dict[str, list[str]] | list[str]:
     """null: the project's bundled models by curve (rtaic.zoo); a list: those files, one
-    curve; a mapping: {curve: files} (curves named learned or learned_<family>)."""
+    curve; a mapping: {curve: files} (curves named learned or learned_<family>).
+    ``truncated`` ({model, fractions}) adds the curve learned_truncated: one model's files
+    cut to those fractions of their length (progressive decoding)."""
     if listed is None:
         from rtaic import zoo
 
-        return {curve: [str(p) for p in paths] for curve, paths in zoo.curves().items()}
-    if OmegaConf.is_dict(listed):
-        return {curve: [to_absolute_path(c) for c in paths] for curve, paths in listed.items()}
-    return [to_absolute_path(c) for c in listed]
+        out = {curve: [str(p) for p in paths] for curve, paths in zoo.curves().items()}
+    elif OmegaConf.is_dict(listed):
+        out = {curve: [to_absolute_path(c) for c in paths] for curve, paths in listed.items()}
+    else:
+        out = [to_absolute_path(c) for c in listed]
+    if truncated:
+        from rtaic import zoo
+        from rtaic.sizing import truncated_name
+
+        model = truncated.get("model")
+        if model is None:
+            path = zoo.default_model()
+        elif model in zoo.manifest()["models"]:
+            path = zoo.model_path(model)
+        else:
+            path = Path(to_absolute_path(model))
+        if path is None:
+            raise ValueError("truncated: no model given and no bundled default model")
+        out = dict(out) if isinstance(out, dict) else ({"learned": out} if out else {})
+        out["learned_truncated"] = [truncated_name(path, float(f)) for f in truncated["fractions"]]
+    return out
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -54,7 +75,7 @@ def main(cfg: DictConfig) -> dict:
             out_dir=out_dir,
             cache_path=to_absolute_path(cfg.cache_dir) + "/baselines.jsonl",
             codecs=list(cfg.codecs),
-            checkpoints=_checkpoints(cfg.checkpoints),
+            checkpoints=_checkpoints(cfg.checkpoints, cfg.get("truncated")),
             workers=cfg.workers,
             bpp_points=list(cfg.bpp_points),
             msssim_points=list(cfg.msssim_points),

@@ -21,11 +21,16 @@ _loaded: dict[tuple[str, str], object] = {}
 
 
 def load(checkpoint: str, loader: str = DEFAULT_LOADER):
-    """The codec for one checkpoint, loaded once per process."""
+    """The codec for one checkpoint, loaded once per process. ``dir/m@0.25.ckpt`` is model
+    ``dir/m.ckpt`` with its files cut to 25% of their length (rtaic.sizing.truncated_name)."""
     key = (loader, checkpoint)
     if key not in _loaded:
+        from rtaic.sizing import TruncatedCodec, split_truncated
+
+        path, fraction = split_truncated(checkpoint)
         module, _, function = loader.partition(":")
-        _loaded[key] = getattr(importlib.import_module(module), function)(checkpoint)
+        codec = getattr(importlib.import_module(module), function)(path)
+        _loaded[key] = codec if fraction is None else TruncatedCodec(codec, fraction)
     return _loaded[key]
 
 
