@@ -84,6 +84,7 @@ class Progressive(NamedTuple):
     header: Header
     stream: EmbeddedEncoding
     planes: torch.Tensor  # the full (1, B, C, h, w) planes
+    timings: dict[str, float]  # seconds: network, entropy (contexts + coder), total
 
     def cuts(self) -> list[int]:
         """Unit counts of the valid cuts, shortest first; the last is the whole file."""
@@ -242,12 +243,17 @@ class Codec:
     def encode_progressive(self, image: Image.Image) -> Progressive:
         """Code the image once in the embedded order (version 3); every cut and what it
         decodes to come from the result (see :class:`Progressive`)."""
+        t0 = time.perf_counter()
         prep = prepare(image)
+        t1 = time.perf_counter()
         levels = self._analyse(prep)
+        t2 = time.perf_counter()
         with single_thread():
             planes = to_bitplanes(levels, self.architecture.bits)
             stream = encode_embedded(planes, self.context_model, self.table)
-        return Progressive(self, self._header(prep, levels), stream, planes)
+        t3 = time.perf_counter()
+        timings = {"network": t2 - t1, "entropy": t3 - t2, "total": t3 - t0}
+        return Progressive(self, self._header(prep, levels), stream, planes, timings)
 
     def _encode_cut(self, image: Image.Image, reconstruct: bool, max_bytes: int) -> EncodeResult:
         t0 = time.perf_counter()
@@ -256,7 +262,7 @@ class Codec:
         if units is None:
             raise ValueError(f"max_bytes={max_bytes} is below the smallest file ({SMALLEST_FILE} bytes)")
         data = prog.data(units)
-        timings = {"total": time.perf_counter() - t0}
+        timings = {**prog.timings, "total": time.perf_counter() - t0}
         recon = prog.reconstruction(units) if reconstruct else None
         return EncodeResult(data, prog.stream.ideal, timings, recon)
 
