@@ -351,7 +351,7 @@ class Codec:
         c, lh, lw = header.latent_shape
         shape = (1, self.architecture.bits, c, lh, lw)
         with single_thread():
-            dec = decode_embedded(payload, self.context_model, self.table, shape)
+            dec = decode_embedded(payload, self.context_model, self.table, shape, with_cuts=True)
         sizes = [SMALLEST_FILE] + [SMALLEST_FILE + 4 * n for n in dec.cuts]
         return sorted({n for n in sizes if n < len(data)} | {len(data)})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -103,25 +104,29 @@ def _documented_order(model: BitContextModel, planes: torch.Tensor):
         ctx = model.plane_contexts(planes, p).reshape(n * c, h, w)
         before = magnitude(planes, upto=p).reshape(n * c, h, w)
         after = magnitude(planes, upto=p + 1).reshape(n * c, h, w)
+        active = torch.nonzero(flags).flatten().tolist()
+        pieces = min(8, math.ceil(32 / max(len(active), 1)))  # R_p
         for parity in (0, 1):
             so_far = before if parity == 0 else after  # what the neighbours hold then
             for r0, c0 in subgrids[parity]:
-                for s in torch.nonzero(flags).flatten().tolist():
-                    sub = (s, slice(r0, None, 2), slice(c0, None, 2))
-                    bits = view[p][sub]
-                    if bits.numel():
-                        groups.append(("bits", bits.reshape(-1).long().numpy(), ctx[sub].reshape(-1).numpy()))
-                    sbits, sctx = [], []
-                    for i in range(r0, h, 2):
-                        for j in range(c0, w, 2):
+                positions = [(i, j) for i in range(r0, h, 2) for j in range(c0, w, 2)]  # row-major
+                n_pos = len(positions)
+                for s in active:
+                    for piece in range(pieces):
+                        mine = positions[piece * n_pos // pieces : (piece + 1) * n_pos // pieces]
+                        if mine:
+                            groups.append(("bits", np.array([int(view[p, s, i, j]) for i, j in mine]),
+                                           np.array([int(ctx[s, i, j]) for i, j in mine])))  # fmt: skip
+                        sbits, sctx = [], []
+                        for i, j in mine:
                             if view[p, s, i, j] and before[s, i, j] == 0:
                                 value = _neighbour_value(so_far, signs, s, i, j)
                                 bucket = int(_bucket(final[s, i, j]))
                                 sbits.append(int(signs[s, i, j]))
                                 sctx.append(model.sign_offset + (chan[s] * 4 + value) * 4 + bucket)
-                    if sbits:
-                        groups.append(("bits", np.array(sbits), np.array(sctx)))
-                    ends.append(len(groups))
+                        if sbits:
+                            groups.append(("bits", np.array(sbits), np.array(sctx)))
+                        ends.append(len(groups))
     return groups, ends
 
 
@@ -164,7 +169,7 @@ def test_round_trip_and_every_valid_cut(shape, sparse):
     table = model.probability_table()
     planes = _case(shape, sparse)
     enc = encode_embedded(planes, model, table)
-    whole = decode_embedded(enc.payload(), model, table, planes.shape)
+    whole = decode_embedded(enc.payload(), model, table, planes.shape, with_cuts=True)
     assert whole.complete and torch.equal(whole.planes, planes)
     assert whole.cuts == enc.cuts  # the decoder recovers every cut point from the stream
     assert torch.equal(decode_planes(enc.payload(), model, table, planes.shape, 3), planes)
@@ -199,8 +204,10 @@ def test_cuts_at_invalid_points_are_refused(shape):
     # every k short of the end with exactly its words (the encoder offers only the cuts
     # shorter than the whole stream; a cut as long as it still decodes what it says)
     valid = {(k, enc.words_for(k)) for k in range(enc.units)}
-    for k in range(enc.units + 2):
-        for n in range(len(words) + 1):
+    some = sorted({*range(0, enc.units + 2, 9), 1, 2, enc.units - 1, enc.units, enc.units + 1})
+    for k in some:
+        near = {enc.words_for(k) + d for d in (-2, -1, 1, 2)} | {0, len(words) // 2, len(words)}
+        for n in sorted(x for x in near if 0 <= x <= len(words)):
             if (k, n) in valid:
                 continue
             with pytest.raises(BitstreamError):

@@ -199,56 +199,70 @@ def _log_costs(p1: np.ndarray) -> np.ndarray:
 
 class _Embedded:
     """The range coder side of :class:`EmbeddedScan`: the encoder, or (with ``words``) the
-    decoder, which re-encodes what it decodes to know where every unit ends in the stream.
+    decoder, which re-encodes what it decodes to check the stream exactly and, with
+    ``positions``, to know where every unit ends in it.
 
-    Bits are coded one constriction call per group the scan hands over; the encoder (and
-    the decoder's re-encoding) codes each unit in one call, then reads its position.
+    Bits are coded one constriction call per group the scan hands over, and re-encoded as
+    they come with ``positions`` (the encoder reads its position after every unit), else
+    all at once at the end.
     """
 
     def __init__(self, p1: np.ndarray, words: np.ndarray | None = None,
-                 max_words: int | None = None) -> None:  # fmt: skip
+                 max_words: int | None = None, positions: bool = True) -> None:  # fmt: skip
         self.p1, self.max_words = p1, max_words
+        self.rows = _rows(p1)  # (contexts, 2): P(0), P(1) of every context
         self.decoder = None if words is None else constriction.stream.queue.RangeDecoder(words)
         self.encoder = constriction.stream.queue.RangeEncoder()
-        self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # (bits, rows) of this unit
+        self.positions = positions or words is None
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # (bits, rows) to re-encode at the end
         self.coded: list[tuple[np.ndarray, np.ndarray]] = []  # (contexts, bits), encoder
         self.flag_bits = 0
         self.units = 0
         self.cuts: list[int] = []  # words needed for the first k units, k = 1, 2, ...
         self.over_budget = False
 
-    def _code(self, bits: np.ndarray, probs: np.ndarray) -> np.ndarray:
-        rows = _rows(probs)
+    def _code(self, bits: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if self.decoder is not None:
             bits = self.decoder.decode(_BINARY, rows).astype(np.uint8)
-        self.pending.append((bits, rows))
+        if self.positions:
+            self.encoder.encode(bits.astype(np.int32), _BINARY, rows)
+        else:
+            self.pending.append((bits, rows))
         return bits
 
     def code(self, bits: np.ndarray, contexts: np.ndarray) -> np.ndarray:
         if contexts.size == 0:
             return np.zeros(0, dtype=np.uint8)
-        bits = self._code(bits, self.p1[contexts])
+        bits = self._code(bits, self.rows.take(contexts, axis=0))
         if self.decoder is None:
             self.coded.append((contexts, bits))
         return bits
 
     def code_flags(self, bits: np.ndarray) -> np.ndarray:
         self.flag_bits += bits.size
-        return self._code(bits, _flag_probs(bits.size))
+        return self._code(bits, _rows(_flag_probs(bits.size)))
 
-    def unit_done(self) -> bool:
+    def _flush(self) -> None:
         if self.pending:
             bits, rows = zip(*self.pending, strict=True)
             self.pending.clear()
             bits = np.concatenate(bits).astype(np.int32)
             self.encoder.encode(bits, _BINARY, rows[0] if len(rows) == 1 else np.concatenate(rows))
-        needed = 2 + self.encoder.pos()[0]
-        if self.max_words is not None and needed > self.max_words:
-            self.over_budget = True
-            return False
-        self.cuts.append(needed)
+
+    def unit_done(self) -> bool:
+        if self.positions:
+            needed = 2 + self.encoder.pos()[0]
+            if self.max_words is not None and needed > self.max_words:
+                self.over_budget = True
+                return False
+            self.cuts.append(needed)
         self.units += 1
         return True
+
+    def stream(self) -> np.ndarray:
+        """The whole stream of everything coded (the decoder's re-encoding)."""
+        self._flush()
+        return self.encoder.get_compressed()
 
     def ideal(self) -> float:
         if not self.coded:
@@ -323,7 +337,7 @@ def encode_embedded(planes: torch.Tensor, model: BitContextModel, table: np.ndar
     scan = EmbeddedScan(model, array.shape, array)
     coder = _Embedded(probabilities(table))
     scan.run(coder)
-    words = coder.encoder.get_compressed().astype(np.uint32)
+    words = coder.stream().astype(np.uint32)
     return EmbeddedEncoding(words, coder.ideal(), coder.cuts, scan.flags.copy(), array.shape)
 
 
@@ -332,16 +346,17 @@ class EmbeddedDecoding(NamedTuple):
     known: torch.Tensor  # (N, C, H, W) uint8: magnitude planes known at each position
     units: int  # units decoded
     complete: bool  # every unit of the scan decoded (known is B-1 everywhere)
-    cuts: list[int]  # cuts[k - 1]: words needed for the first k units decoded
+    cuts: list[int] | None  # cuts[k - 1]: words needed for the first k units decoded
 
 
 def decode_embedded(payload: bytes, model: BitContextModel, table: np.ndarray, shape: tuple[int, ...],
-                    max_words: int | None = None) -> EmbeddedDecoding:  # fmt: skip
+                    max_words: int | None = None, with_cuts: bool = False) -> EmbeddedDecoding:  # fmt: skip
     """Decode a version-3 payload, whole or cut (its cut field says which).
 
     ``max_words``: decode only the longest valid cut whose stream fits in that many words.
-    The decoder re-encodes what it decodes: that gives the cut points of the stream
-    (``cuts``) and checks the payload exactly.
+    The decoder re-encodes what it decodes: that checks the payload exactly and gives the
+    cut points of the stream (``cuts``: always for a cut payload or with ``max_words``,
+    for a whole one only ``with_cuts``, which costs a little time).
 
     Raises :class:`BitstreamError` if the payload is malformed or the coder rejects it, if
     a whole payload is not exactly the stream of the bits it decodes to (a cut that kept
@@ -357,7 +372,8 @@ def decode_embedded(payload: bytes, model: BitContextModel, table: np.ndarray, s
     if max_words is not None and max_words >= len(words):
         max_words = None
     scan = EmbeddedScan(model, tuple(shape), None)
-    coder = _Embedded(probabilities(table), words, max_words=max_words)
+    positions = with_cuts or cut != COMPLETE or max_words is not None
+    coder = _Embedded(probabilities(table), words, max_words=max_words, positions=positions)
     if cut != COMPLETE:
         step = coder.unit_done
         coder.unit_done = lambda: step() and coder.units < cut
@@ -365,7 +381,7 @@ def decode_embedded(payload: bytes, model: BitContextModel, table: np.ndarray, s
     try:
         if cut != 0:
             finished = scan.run(coder)
-        canonical = coder.encoder.get_compressed() if cut == COMPLETE and finished else None
+        canonical = coder.stream() if cut == COMPLETE and finished else None
     except (AssertionError, ValueError, RuntimeError, OverflowError) as e:
         raise BitstreamError(f"corrupt payload: {e}") from e
     if coder.over_budget:
@@ -387,4 +403,4 @@ def decode_embedded(payload: bytes, model: BitContextModel, table: np.ndarray, s
     else:
         known = torch.from_numpy(known_planes(tuple(shape), scan.flags, coder.units))
         planes = mask_unknown(planes, known)
-    return EmbeddedDecoding(planes, known, coder.units, complete, coder.cuts)
+    return EmbeddedDecoding(planes, known, coder.units, complete, coder.cuts if positions else None)

@@ -9,9 +9,14 @@ precision (like progressive JPEG or JPEG 2000):
         unit: the flags of plane p, one per slice (1 = the slice holds a 1), P(1) = 1/2
         for parity q = 0, 1; for sub-grid g = (even rows), (odd rows) of that parity;
         for every active slice s (flag 1), in order:
-            unit (p, q, g, s): the magnitude bits of plane p on sub-grid g of slice s,
-                               then the sign of every position among them whose
-                               magnitude became non-zero with this bit
+            for piece i = 0 .. R_p - 1 of the positions of sub-grid g (row-major):
+                unit (p, q, g, s, i): the magnitude bits of plane p on that piece of
+                                      slice s, then the sign of every position among
+                                      them whose magnitude became non-zero with this bit
+
+R_p = min(8, ceil(32 / slices flagged in plane p)) pieces of consecutive positions,
+piece i = positions [floor(i n / R_p), floor((i + 1) n / R_p)) of the sub-grid's n: about
+128 or more cut points per plane whatever the number of channels.
 
 Sub-grids are those of version 2: parity 0 = (even rows, even columns), (odd rows, odd
 columns); parity 1 = (even rows, odd columns), (odd rows, even columns); each row-major.
@@ -119,6 +124,7 @@ class EmbeddedScan:
     def _plane(self, coder: UnitCoder, p: int, active: np.ndarray, mag: np.ndarray) -> bool:
         """Code the units of plane p; False if the coder stopped the scan."""
         b = self.view.shape[0]
+        k = active.size
         sig = _eight_neighbours(mag > 0)
         np.minimum(sig, 3, out=sig)
         chan = self.chan[active].astype(np.int32)[:, None, None]
@@ -126,6 +132,7 @@ class EmbeddedScan:
         offset, bucket = self.model.sign_offset, sign_bucket(b, p)
         sign_base = offset + chan * 16 + bucket  # + 4 * neighbour value
         plane, signs = self.view[p], self.view[-1]
+        pieces = pieces_per_unit(k)
         for parity in (0, 1):
             if parity == 0:
                 ctx, now = base, mag  # neighbours (parity 1) so far: planes above p
@@ -137,20 +144,45 @@ class EmbeddedScan:
                 now = (mag << 1) | bits  # neighbours (parity 0) so far: planes 0 .. p
             sctx = sign_base + 4 * _neighbour_signs(now, signs[active])
             for rows, cols in SUBGRIDS[parity]:
-                grid_ctx = np.ascontiguousarray(ctx[:, rows, cols]).reshape(len(active), -1)
-                grid_zero = (mag[:, rows, cols] == 0).reshape(len(active), -1)
-                grid_sctx = sctx[:, rows, cols].reshape(len(active), -1)
-                for j, sl in enumerate(active):
-                    target = plane[sl, rows, cols]  # a view: decoded bits land in the scan
-                    bits = coder.code(target.reshape(-1), grid_ctx[j])
-                    target[...] = bits.reshape(target.shape)
-                    new = grid_zero[j] & (bits == 1)  # first non-zero in this plane
-                    if new.any():
-                        sview = signs[sl, rows, cols]
-                        sview[new.reshape(sview.shape)] = coder.code(sview.reshape(-1)[new], grid_sctx[j][new])
-                    if not coder.unit_done():
-                        return False
+                # the sub-grid of every active slice, flat: (k, n) positions, row-major
+                grid_bits = plane[active][:, rows, cols].reshape(k, -1).copy()
+                grid_signs = signs[active][:, rows, cols].reshape(k, -1).copy()
+                grid_ctx = np.ascontiguousarray(ctx[:, rows, cols]).reshape(k, -1)
+                grid_zero = (mag[:, rows, cols] == 0).reshape(k, -1)
+                grid_sctx = np.ascontiguousarray(sctx[:, rows, cols]).reshape(k, -1)
+                bounds = piece_bounds(grid_bits.shape[1], pieces)
+                go_on = True
+                for j in range(k):
+                    for lo, hi in bounds:
+                        bits = coder.code(grid_bits[j, lo:hi], grid_ctx[j, lo:hi])
+                        grid_bits[j, lo:hi] = bits
+                        new = np.flatnonzero(grid_zero[j, lo:hi] & (bits == 1))
+                        if new.size:  # first non-zero in this plane: their signs
+                            new += lo
+                            grid_signs[j, new] = coder.code(grid_signs[j, new], grid_sctx[j, new])
+                        if not coder.unit_done():
+                            go_on = False
+                            break
+                    if not go_on:
+                        break
+                view = plane[:, rows, cols]  # write the sub-grid back (decoder: what it has)
+                view[active] = grid_bits.reshape(view[active].shape)
+                view = signs[:, rows, cols]
+                view[active] = grid_signs.reshape(view[active].shape)
+                if not go_on:
+                    return False
         return True
+
+
+def pieces_per_unit(active: int) -> int:
+    """R_p: the pieces each (parity, sub-grid, slice) of a plane with ``active`` flagged
+    slices is cut into, so that a plane has at least about 128 cut points."""
+    return min(8, max(1, -(-32 // max(active, 1))))
+
+
+def piece_bounds(n: int, pieces: int) -> list[tuple[int, int]]:
+    """Piece i of a sub-grid of n positions: [floor(i n / R), floor((i + 1) n / R))."""
+    return [(i * n // pieces, (i + 1) * n // pieces) for i in range(pieces)]
 
 
 def _neighbour_signs(now: np.ndarray, signs: np.ndarray) -> np.ndarray:
@@ -165,7 +197,7 @@ def _neighbour_signs(now: np.ndarray, signs: np.ndarray) -> np.ndarray:
 
 def unit_count(flags: np.ndarray) -> int:
     """Units of a complete scan with these (B-1, S) flags."""
-    return int(sum(1 + 4 * int(f.sum()) for f in flags))
+    return int(sum(1 + 4 * int(f.sum()) * pieces_per_unit(int(f.sum())) for f in flags))
 
 
 def known_planes(shape: tuple[int, ...], flags: np.ndarray, units: int) -> np.ndarray:
@@ -180,17 +212,24 @@ def known_planes(shape: tuple[int, ...], flags: np.ndarray, units: int) -> np.nd
         left -= 1  # the flags: empty slices are known (all zero) in plane p
         known[flags[p] == 0] = p + 1
         active = np.flatnonzero(flags[p])
-        if left >= 4 * active.size:
+        pieces = pieces_per_unit(active.size)
+        if left >= 4 * active.size * pieces:
             known[active] = p + 1
-            left -= 4 * active.size
+            left -= 4 * active.size * pieces
             continue
         for parity in (0, 1):
             for rows, cols in SUBGRIDS[parity]:
                 for sl in active:
+                    grid = known[sl, rows, cols]  # a view
+                    flat = grid.reshape(-1).copy()
+                    for lo, hi in piece_bounds(flat.size, pieces):
+                        if left <= 0:
+                            break
+                        flat[lo:hi] = p + 1
+                        left -= 1
+                    grid[...] = flat.reshape(grid.shape)
                     if left <= 0:
                         return known.reshape(n, c, h, w)
-                    known[sl, rows, cols] = p + 1
-                    left -= 1
     return known.reshape(n, c, h, w)
 
 
