@@ -8,7 +8,10 @@ Per image, with one model (the bundled default unless --model):
     RGB models, or --curve models): per-image BD-rate (payload bits, MS-SSIM in dB, as
     eval.py's summary), averaged over the images where the curves overlap;
   * --size targets (default 10, 20, 40 KB): the file rtaic compress --size writes
-    (rtaic.sizing.fit_to_size over the zoo's models): size / target, MS-SSIM, the model.
+    (rtaic.sizing.fit_to_size over the zoo's models): size / target, MS-SSIM, the model;
+  * how fine the cut points are: the largest gap between consecutive cuts above 20% and
+    50% of the file (relative to the longer cut), and how many targets from 20% to 100% of
+    the file (801 evenly spaced) the longest cut within misses by more than 3%.
 
     nice python benchmarks/progressive.py --kodak ../shared/data/kodak --json out.json
 
@@ -88,6 +91,13 @@ def main() -> None:
             assert decoded.size == image.size, (path.name, f)
             cuts.append({"fraction": f, "bytes": len(data), "msssim": msssim(original, decoded)})
         row["cuts"] = cuts
+        lengths = np.array([prog.size(k) for k in prog.cuts()])
+        gaps = (lengths[1:] - lengths[:-1]) / lengths[1:]
+        targets = np.linspace(0.2, 1.0, 801) * lengths[-1]
+        got = lengths[np.searchsorted(lengths, targets, side="right") - 1]
+        row["gaps"] = {"above_20pct": float(gaps[lengths[1:] >= 0.2 * lengths[-1]].max()),
+                       "above_50pct": float(gaps[lengths[1:] >= 0.5 * lengths[-1]].max()),
+                       "targets_missed_by_3pct": float(np.mean(got < 0.97 * targets)), "cuts": len(lengths)}  # fmt: skip
         scores = [c["msssim"] for c in cuts]
         row["rises"] = all(b > a for a, b in zip(scores, scores[1:], strict=False))
         # BD-rate of the truncated curve against the reference curve (payload bpp)
@@ -129,6 +139,10 @@ def main() -> None:
         "cut_bytes_over_whole_mean": {str(f): float(np.mean([r["cuts"][i]["bytes"] / r["v3_bytes"] for r in rows]))
                                       for i, f in enumerate((*FRACTIONS, 1.0))},
         "msssim_rises_with_length": sum(r["rises"] for r in rows),
+        "cut_gaps": {"max_above_20pct": max(r["gaps"]["above_20pct"] for r in rows),
+                     "max_above_50pct": max(r["gaps"]["above_50pct"] for r in rows),
+                     "targets_missed_by_3pct": float(np.mean([r["gaps"]["targets_missed_by_3pct"] for r in rows])),
+                     "cuts_per_file_mean": float(np.mean([r["gaps"]["cuts"] for r in rows]))},
         "bd_rate_truncated_vs_curve": {"mean": float(np.nanmean(bd)) if np.isfinite(bd).any() else None,
                                        "n": int(np.isfinite(bd).sum())},
         "sizes": {},
@@ -136,6 +150,8 @@ def main() -> None:
     }  # fmt: skip
     for j, target in enumerate(sizes):
         s = [r["sizes"][j] for r in rows]
+        if not s:
+            continue
         ok = [x for x in s if x["reachable"]]
         summary["sizes"][str(target)] = {
             "max_ratio": max(x["ratio"] for x in s), "min_ratio": min(x["ratio"] for x in s),
