@@ -122,7 +122,8 @@ def _source(member: Member, by_name: dict[str, Member]) -> str | None:
     raise SystemExit(f"rtaic zoo: {member.name}: bad init {member.init!r}")
 
 
-def round_command(member: Member, cfg: dict, source: str | None, extra: list[str]) -> list[str]:
+def round_command(member: Member, cfg: dict, source: str | None, extra: list[str],
+                  anneal: bool = False) -> list[str]:  # fmt: skip
     done = member.run_steps()
     todo = min(member.round_steps, member.steps - member.total_steps())
     cmd = [sys.executable, "train.py", *member.overrides, *extra,
@@ -133,6 +134,8 @@ def round_command(member: Member, cfg: dict, source: str | None, extra: list[str
         cmd.append(f"ckpt_path={member.last}")
     elif source:
         cmd.append(f"init_from='{source}'")
+    if anneal:  # the whole round at lr x lr_gamma (the learning-rate drop takes effect at once)
+        cmd.append(f"model.lr_milestones=[{done}]")
     return cmd
 
 
@@ -153,6 +156,9 @@ def _next_member(members: list[Member], args, skip: set[str], after: str | None)
 def train(args: argparse.Namespace) -> None:
     """Rounds until every member is done or ``--hours`` have passed (running rounds finish).
 
+    ``--anneal`` gives each member one round at the decayed learning rate and stops: the
+    last round before an export, since the models are far from converged and the
+    learning rate is otherwise never lowered.
     ``--parallel N`` trains N members at once with cpu_count / N torch threads each: on a
     small CPU two one-thread processes do more steps in all than one two-thread process
     (whose threads also stall whenever anything else runs), at half the speed each.
@@ -163,6 +169,7 @@ def train(args: argparse.Namespace) -> None:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.parallel))
     running: dict[str, tuple[subprocess.Popen, Member, list[str], int, float]] = {}
     failed: set[str] = set()
+    annealed: set[str] = set()  # with --anneal: one round per member
     last = None
     while True:
         for name, (proc, m, cmd, start, t0) in list(running.items()):
@@ -183,11 +190,13 @@ def train(args: argparse.Namespace) -> None:
         if open_time and len(running) < args.parallel:
             # read every time: recipes can be added or changed while the zoo trains
             cfg, members = load_members(args.config, args.models_dir)
-            found = _next_member(members, args, failed | set(running), last)
+            found = _next_member(members, args, failed | set(running) | annealed, last)
             if found is not None:
                 m, source = found
                 m.begin()
-                cmd = round_command(m, cfg, source, args.overrides)
+                cmd = round_command(m, cfg, source, args.overrides, args.anneal)
+                if args.anneal:
+                    annealed.add(m.name)
                 target = int(next(c for c in cmd if c.startswith("trainer.max_steps=")).split("=")[1])
                 print(f"[zoo {datetime.now():%H:%M}] {m.name}: steps {m.total_steps()} -> {m.bundled_steps() + target}",
                       flush=True)  # fmt: skip
@@ -255,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--only", nargs="*", help="members to train (default: all)")
     t.add_argument("--hours", type=float, help="stop starting rounds after this long")
     t.add_argument("--parallel", type=int, default=1, help="members trained at once (default 1)")
+    t.add_argument("--anneal", action="store_true",
+                   help="one last round per member at lr x lr_gamma (before an export)")  # fmt: skip
     t.add_argument("overrides", nargs="*", help="hydra overrides for every round (e.g. data.root=...)")
     e = sub.add_parser("export", help="export members into the package and update the manifest")
     e.add_argument("--only", nargs="*")
