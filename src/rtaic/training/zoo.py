@@ -154,7 +154,9 @@ def _next_member(members: list[Member], args, skip: set[str], after: str | None)
 
 
 def train(args: argparse.Namespace) -> None:
-    """Rounds until every member is done or ``--hours`` have passed (running rounds finish).
+    """Rounds until every member is done or ``--hours`` have passed, or until a file
+    ``STOP`` appears in the workdir (running rounds finish and are recorded; the runner
+    removes nothing, so delete ``STOP`` before the next start).
 
     ``--anneal`` gives each member one round at the decayed learning rate and stops: the
     last round before an export, since the models are far from converged and the
@@ -186,7 +188,8 @@ def train(args: argparse.Namespace) -> None:
                 "minutes": round((time.time() - t0) / 60, 1), "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "command": shlex.join(cmd[1:]), "val": _val(m.last)}]  # fmt: skip
             m.history_file.write_text(json.dumps(history, indent=1))
-        open_time = deadline is None or time.time() < deadline
+        stop = Path(load_members(args.config, args.models_dir)[0]["workdir"]) / "STOP"
+        open_time = (deadline is None or time.time() < deadline) and not stop.exists()
         if open_time and len(running) < args.parallel:
             # read every time: recipes can be added or changed while the zoo trains
             cfg, members = load_members(args.config, args.models_dir)
@@ -204,7 +207,7 @@ def train(args: argparse.Namespace) -> None:
                 last = m.name
                 continue
         if not running:
-            print("[zoo] done: " + ("time is up" if not open_time else
+            print("[zoo] done: " + ("time is up or STOP" if not open_time else
                                      "every member has reached its steps, waits for its parent or failed"))  # fmt: skip
             if failed:
                 raise SystemExit(f"rtaic zoo: failed rounds: {sorted(failed)}")
