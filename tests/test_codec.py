@@ -81,24 +81,26 @@ def test_compression_is_deterministic(codec, ckpt):
 
 
 def test_tiled_codec_is_exact_and_close_to_untiled(ckpt):
-    """Several tiles (stride 8: 16-px tiles): the decoder reproduces the encoder's
-    reconstruction; with margins wider than the receptive field the tiles join seamlessly."""
-    image = photo(70, 45)
-    tiled = load_codec(ckpt, tile=16, margin=32)
+    """Several tiles (6 of 256 px): the decoder reproduces the encoder's reconstruction;
+    with margins wider than the receptive field the tiles join seamlessly."""
+    image = photo(700, 300)
+    tiled = load_codec(ckpt, tile=256, margin=64)
     whole = load_codec(ckpt)
     result = tiled.encode(image, reconstruct=True)
-    assert unpack(result.data)[0].tile == 16
+    assert unpack(result.data)[0].tile == 256
     decoded = whole.decompress(result.data)  # tiling comes from the header, not the codec
     assert _same(decoded, result.reconstruction)
     diff = np.abs(np.asarray(decoded, np.int16) - np.asarray(whole.decompress(whole.compress(image)), np.int16))
     assert diff.mean() < 0.1
 
 
-def test_tile_and_margin_are_aligned_to_the_stride(ckpt):
-    c = load_codec(ckpt, tile=10, margin=3)
-    assert (c.tile, c.margin) == (16, 8)
-    with pytest.raises(ValueError):
-        load_codec(ckpt, tile=0)
+def test_tile_and_margin_are_aligned_to_the_stride_and_bounded(ckpt):
+    c = load_codec(ckpt, tile=300, margin=3)
+    assert (c.tile, c.margin) == (304, 8)
+    assert (load_codec(ckpt, tile=256, margin=128).tile, load_codec(ckpt, tile=2048).tile) == (256, 2048)
+    for tile, margin in [(0, 0), (10, 3), (248, 0), (2049, 0), (256, 129), (1024, 1024)]:
+        with pytest.raises(ValueError, match="tiling"):
+            load_codec(ckpt, tile=tile, margin=margin)
 
 
 def _rgb(w=20, h=12):

@@ -10,8 +10,15 @@ pixels on a grid aligned to the model stride, each extended by ``margin`` pixels
 context on every side; only the tile's own part of the output is kept. The latent is
 coded whole, so tiling changes neither the bits nor the context model; an image within one
 tile (every Kodak image with the default 1024) runs exactly as the autoencoder does. Tile
-and margin are written in the header, so the decoder reproduces the encoder's
-reconstruction exactly.
+and margin are written in the header (bounded: ``bitstream.MIN_TILE`` .. ``MAX_TILE``,
+margin at most half the tile), so the decoder reproduces the encoder's reconstruction.
+
+Same pixels on any thread count: the networks always run with one torch thread per tile
+(float reductions in a fixed order, whatever ``torch.get_num_threads()`` says), and the
+caller's threads work on several tiles at once; an image of one tile runs the decoder's
+independent scale branches on two threads (:func:`_decode_branches`). So a file decodes to
+the same pixels with 1 or N threads, in any process on the machine, and to what the
+encoder's ``reconstruct=True`` returns.
 
 Progressive files (bitstream version 3): any valid cut of a file is a smaller file of the
 same image at a coarser precision (:mod:`rtaic.coding.embedded`). ``compress(image,
@@ -25,8 +32,10 @@ import hashlib
 import json
 import os
 import struct
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -45,7 +54,7 @@ from rtaic.coding.arithmetic import (
     single_thread,
 )
 from rtaic.coding.bitplanes import from_bitplanes, to_bitplanes
-from rtaic.coding.bitstream import BitstreamError, Header
+from rtaic.coding.bitstream import MAX_TILE, MIN_TILE, BitstreamError, Header
 from rtaic.coding.embedded import mask_unknown, partial_levels
 from rtaic.coding.quantize import dequantize, quantize_levels
 from rtaic.color import from_space, to_space
@@ -137,6 +146,68 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+# -- threads: the same pixels on any thread count --------------------------------------------
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of at least ``workers`` threads for network tiles and branches."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            old, _POOL = _POOL, ThreadPoolExecutor(workers, thread_name_prefix="rtaic-net")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL
+
+
+def _one_thread(fn: Callable, *args):
+    """Run ``fn`` in inference mode (thread-local in torch) with one torch (OpenMP / oneDNN)
+    thread in the calling thread: pool threads wrap every task in this. The caller's own
+    setting is restored by ``single_thread`` once all tasks are done."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    with torch.inference_mode():
+        return fn(*args)
+
+
+def _run_all(tasks: list[Callable[[], object]], workers: int) -> list:
+    """Run the tasks, each on one torch thread, ``workers`` at a time; results in order.
+    The results do not depend on ``workers``: only on the tasks."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [task() for task in tasks]
+    pool = _pool(workers - 1)  # the calling thread works too
+    futures = [pool.submit(_one_thread, task) for task in tasks[1:]]
+    first = tasks[0]()
+    return [first] + [f.result() for f in futures]
+
+
+def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor) -> torch.Tensor:
+    """``decoder(q)`` with the finest scale's branch (``refine[0](unalign[0](z))``, the
+    largest) on a second thread: the same operations on the same tensors as
+    :class:`rtaic.nn.decoder.Decoder`'s forward, each on one thread, so the same result
+    (checked on a small latent before first use, :meth:`Codec._branches_match`)."""
+    q = q.contiguous(memory_format=torch.channels_last)
+    z = decoder.joint(q)
+    finest = pool.submit(_one_thread, lambda: decoder.refine[0](decoder.unalign[0](z)))
+    try:
+        r = None
+        for m in reversed(range(1, decoder.scales)):
+            h = decoder.refine[m](decoder.unalign[m](z))
+            r = h if r is None else decoder.up[m](r) + h
+        h0 = finest.result()
+    finally:
+        finest.cancel()
+    r = h0 if r is None else decoder.up[0](r) + h0
+    out = decoder.out(r) + 0.5
+    if decoder.lowpass is not None:
+        low = torch.nn.functional.interpolate(decoder.lowpass(q), scale_factor=decoder.latent_stride,
+                                              mode="bilinear", align_corners=False)  # fmt: skip
+        out = out + low
+    return out.contiguous()
+
+
 class Codec:
     """compress(PIL image) -> bytes and decompress(bytes) -> PIL image of the same size and
     mode, for one trained model. Inference only, on the CPU."""
@@ -155,7 +226,11 @@ class Codec:
             raise ValueError(f"bad tiling: tile {tile}, margin {margin}")
         self.tile = _round_up(tile, a.stride)  # multiples of the stride keep tiles aligned
         self.margin = _round_up(margin, a.stride)
+        if not (MIN_TILE <= self.tile <= MAX_TILE and 2 * self.margin <= self.tile):
+            raise ValueError(f"bad tiling: tile {self.tile}, margin {self.margin} (tile "
+                             f"{MIN_TILE}..{MAX_TILE} pixels, margin at most tile / 2)")  # fmt: skip
         self.fingerprint = model_fingerprint(networks)
+        self._branches_ok: bool | None = None  # _decode_branches == decoder (checked once)
 
     # -- geometry -----------------------------------------------------------------------
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -166,35 +241,74 @@ class Codec:
     # -- networks -----------------------------------------------------------------------
     @torch.inference_mode()
     def _analyse(self, prep: Prepared) -> torch.Tensor:
-        """Image -> integer latent levels (1, C, h, w), tile by tile."""
+        """Image -> integer latent levels (1, C, h, w), tile by tile (one torch thread per
+        tile; the caller's torch threads work on several tiles at once)."""
         a = self.architecture
         ls = a.latent_stride
         c, lh, lw = self.latent_shape(*prep.size)
         levels = torch.empty((1, c, lh, lw), dtype=torch.int32)
-        for y0, y1, ry0, ry1 in _spans(lh * ls, self.tile, self.margin):
-            for x0, x1, rx0, rx1 in _spans(lw * ls, self.tile, self.margin):
-                x = to_space(prep.tile(ry0, rx0, ry1 - ry0, rx1 - rx0), a.color_space)
-                y = self.autoencoder.encoder(x)
-                y = y[..., (y0 - ry0) // ls : (y1 - ry0) // ls, (x0 - rx0) // ls : (x1 - rx0) // ls]
-                levels[..., y0 // ls : y1 // ls, x0 // ls : x1 // ls] = quantize_levels(y, a.bits)
+
+        def tile(y0, y1, ry0, ry1, x0, x1, rx0, rx1):
+            x = to_space(prep.tile(ry0, rx0, ry1 - ry0, rx1 - rx0), a.color_space)
+            y = self.autoencoder.encoder(x)
+            y = y[..., (y0 - ry0) // ls : (y1 - ry0) // ls, (x0 - rx0) // ls : (x1 - rx0) // ls]
+            levels[..., y0 // ls : y1 // ls, x0 // ls : x1 // ls] = quantize_levels(y, a.bits)
+
+        tasks = [lambda ys=ys, xs=xs: tile(*ys, *xs)
+                 for ys in _spans(lh * ls, self.tile, self.margin)
+                 for xs in _spans(lw * ls, self.tile, self.margin)]  # fmt: skip
+        workers = torch.get_num_threads()
+        with single_thread():
+            _run_all(tasks, workers)
         return levels
+
+    def _branches_match(self) -> bool:
+        """Whether :func:`_decode_branches` computes exactly what the decoder module does
+        (a guard against the two drifting apart; checked once per codec on a small latent)."""
+        if self._branches_ok is None:
+            a = self.architecture
+            g = torch.Generator().manual_seed(0)
+            k = max(1, a.stride // a.latent_stride)  # latent sizes the pyramid accepts
+            q = torch.randint(-3, 4, (1, a.latent_channels, 3 * k, 2 * k), generator=g).float() / 4
+            dec = self.autoencoder.decoder
+            with torch.inference_mode(), single_thread():
+                expected = dec(q)
+                try:
+                    got = _decode_branches(dec, q, _pool(1))
+                except (AttributeError, TypeError, IndexError, RuntimeError):
+                    got = None
+            self._branches_ok = got is not None and torch.equal(got, expected)
+        return self._branches_ok
 
     @torch.inference_mode()
     def _synthesize(self, levels: torch.Tensor, height: int, width: int, mode: str, tile: int,
                     margin: int) -> Image.Image:  # fmt: skip
-        """Integer latent levels -> image of ``mode``, tile by tile."""
+        """Integer latent levels -> image of ``mode``, tile by tile (one torch thread per
+        tile, several tiles or the scale branches of one tile at once)."""
         a = self.architecture
         ls = a.latent_stride
         canvas = Canvas(height, width, mode)
         q = dequantize(levels, a.bits)
         lh, lw = q.shape[-2:]
-        for y0, y1, ry0, ry1 in _spans(lh, tile // ls, margin // ls):
-            for x0, x1, rx0, rx1 in _spans(lw, tile // ls, margin // ls):
-                out = self.autoencoder.decoder(q[..., ry0:ry1, rx0:rx1])
-                top, bottom = y0 * ls, min(y1 * ls, height)
-                left, right = x0 * ls, min(x1 * ls, width)
-                out = out[..., top - ry0 * ls : bottom - ry0 * ls, left - rx0 * ls : right - rx0 * ls]
-                canvas.put(top, left, from_space(out, a.color_space))
+        workers = torch.get_num_threads()
+        spans = [(ys, xs) for ys in _spans(lh, tile // ls, margin // ls)
+                 for xs in _spans(lw, tile // ls, margin // ls)]  # fmt: skip
+        branches = workers > 1 and len(spans) == 1 and self._branches_match()
+
+        def tile_task(ys, xs):
+            (y0, y1, ry0, ry1), (x0, x1, rx0, rx1) = ys, xs
+            region = q[..., ry0:ry1, rx0:rx1]
+            if branches:
+                out = _decode_branches(self.autoencoder.decoder, region, _pool(1))
+            else:
+                out = self.autoencoder.decoder(region)
+            top, bottom = y0 * ls, min(y1 * ls, height)
+            left, right = x0 * ls, min(x1 * ls, width)
+            out = out[..., top - ry0 * ls : bottom - ry0 * ls, left - rx0 * ls : right - rx0 * ls]
+            canvas.put(top, left, from_space(out, a.color_space))
+
+        with single_thread():
+            _run_all([lambda s=s: tile_task(*s) for s in spans], workers)
         return canvas.image()
 
     # -- API ------------------------------------------------------------------------------

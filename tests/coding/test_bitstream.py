@@ -104,6 +104,9 @@ def test_every_single_bit_flip_is_refused(real):
         dict(bits=40),
         dict(tile=0),
         dict(margin=-8),
+        dict(tile=32),  # below MIN_TILE: thousands of tiles
+        dict(tile=4096, margin=0),  # above MAX_TILE: one huge region
+        dict(tile=1024, margin=1024),  # margin above tile / 2: every tile sees the whole image
         dict(latent_shape=(0, 5, 6)),
         dict(latent_shape=(100000, 5, 6)),
         dict(fingerprint=b"short"),
@@ -135,6 +138,96 @@ def test_absurd_fields_with_a_valid_checksum_are_refused():
     fields[17] = 200  # mode code
     with pytest.raises(BitstreamError, match="mode"):
         unpack(_with_crc(bytes(fields), b""))
+
+
+def _forge(data: bytes, **fields) -> bytes:
+    """``data`` with header fields replaced (struct offsets of docs/bitstream.md), CRC resealed."""
+    offsets = {"width": 13, "height": 15, "tile": 20, "margin": 22, "c": 24, "h": 26, "w": 28}
+    head = bytearray(data[: HEADER_SIZE - 4])
+    for name, value in fields.items():
+        struct.pack_into("<H", head, offsets[name], value)
+    return _with_crc(bytes(head), data[HEADER_SIZE:])
+
+
+def test_forged_tiling_is_refused_at_once(codec, real):
+    """The issue's 54-byte file: tile 32 with margin 1024 made every tile run the networks
+    over the whole image (a 1024 x 1024 image did not decode in 120 s). Such headers are
+    refused before anything is decoded."""
+    import time
+
+    data, _ = real
+    for tile, margin in [(32, 1024), (32, 512), (8, 0), (256, 256), (4096, 0), (65528, 65528)]:
+        t = time.perf_counter()
+        with pytest.raises(BitstreamError, match="tiling"):
+            codec.decompress(_forge(data, tile=tile, margin=margin))
+        assert time.perf_counter() - t < 1
+    head = replace(HEADER, width=1024, height=1024, latent_shape=(4, 128, 128))
+    fields = bytearray(pack(head, struct.pack("<I", 0))[: HEADER_SIZE - 4])
+    struct.pack_into("<HH", fields, 20, 32, 1024)
+    forged = _with_crc(bytes(fields), struct.pack("<I", 0))
+    assert len(forged) == 42
+    with pytest.raises(BitstreamError, match="tiling"):
+        unpack(forged)
+
+
+def _region_pixels(codec, data: bytes) -> tuple[int, float]:
+    """Decoder input area (latent cells, all tiles) and the decode time."""
+    import time
+
+    area = []
+    handle = codec.autoencoder.decoder.register_forward_pre_hook(
+        lambda _, args: area.append(args[0].shape[-2] * args[0].shape[-1])
+    )
+    try:
+        t = time.perf_counter()
+        image = codec.decompress(data)
+        seconds = time.perf_counter() - t
+    finally:
+        handle.remove()
+    header, _ = unpack(data)
+    assert image.size == (header.width, header.height)
+    return sum(area), seconds
+
+
+@pytest.mark.parametrize("bundled", [False, True])
+def test_worst_allowed_tiling_costs_at_most_4x(codec, bundled):
+    """The most expensive tiling a header may claim (256 px tiles, margin 128) on a 1024 x
+    1024 image that is valid (a version-3 file cut before its first unit, 42 bytes): the
+    networks see at most 4 x the image's area (one region per tile, no tile more than 4 x its
+    own area), and it decodes within seconds, also with the bundled default model."""
+    from rtaic import zoo
+
+    if bundled:
+        if zoo.default_model() is None:
+            pytest.skip("no bundled default model")
+        codec = load_codec(zoo.default_model())
+    a = codec.architecture
+    shape = codec.latent_shape(1024, 1024)
+    head = Header(codec.fingerprint, 1024, 1024, "RGB", a.color_space, a.bits, 256, 128, shape)
+    area, seconds = _region_pixels(codec, pack(head, struct.pack("<I", 0)))
+    cells = shape[1] * shape[2]
+    assert cells < area <= 4 * cells
+    assert seconds < 20  # about 1 s at 1 thread here with the bundled model; 100 s+ before the bound
+    default, _ = _region_pixels(codec, pack(replace(head, tile=1024, margin=128), struct.pack("<I", 0)))
+    assert default == cells  # one tile of the whole latent
+
+
+def test_forged_sizes_are_refused_or_decoded_quickly(codec, real):
+    """Other sizes in a real file's header (latent shape made to fit, CRC resealed): the
+    payload then fails the exact stream check; a cut-before-anything file of the largest
+    image a header may claim is valid, and costs entropy decoding nothing."""
+    import time
+
+    data, _ = real
+    for width, height in [(41, 24), (40, 25), (1, 1), (4096, 4096), (65535, 2048), (11585, 11585)]:
+        c, h, w = codec.latent_shape(height, width)
+        forged = _forge(data, width=width, height=height, c=c, h=h, w=w)
+        t = time.perf_counter()
+        try:
+            codec.decompress(forged)
+        except BitstreamError:
+            pass
+        assert time.perf_counter() - t < 10, (width, height)
 
 
 def test_mismatched_model_is_refused(real, tmp_path):
@@ -234,3 +327,88 @@ def test_format_tables_are_append_only():
     assert bitstream.COLOR_SPACES == ("rgb", "ycbcr")
     assert bitstream.MAGIC == b"RTAI" and bitstream.VERSION == 3
     assert bitstream.READABLE_VERSIONS[:3] == (1, 2, 3)  # old files stay readable
+
+
+def _mutate_rng(rng, original: bytes) -> bytes:
+    """One random mutation (the kinds of :func:`_mutate`, plus a random header field)."""
+    b = bytearray(original)
+    kind = rng.choice(["flip", "byte", "truncate", "insert", "delete", "splice", "field"])
+    if kind == "flip":
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(8 * len(b))
+            b[i // 8] ^= 1 << (i % 8)
+    elif kind == "byte":
+        b[rng.randrange(len(b))] = rng.randrange(256)
+    elif kind == "truncate":
+        b = b[: rng.randrange(len(b))]
+    elif kind == "insert":
+        i = rng.randint(0, len(b))
+        b[i:i] = rng.randbytes(rng.randint(1, 16))
+    elif kind == "delete":
+        i = rng.randrange(len(b))
+        del b[i : i + rng.randint(1, 16)]
+    elif kind == "splice":
+        b = b[: rng.randint(0, len(b))] + bytearray(rng.randbytes(rng.randint(0, 64)))
+    else:  # a u16 header field (size, tiling, latent shape) set to anything
+        offset = rng.choice([13, 15, 20, 22, 24, 26, 28])
+        value = rng.choice([0, 1, 8, 32, 256, 1024, 65535, rng.randrange(65536)])
+        struct.pack_into("<H", b, offset, value)
+    return bytes(b)
+
+
+def _reseal(data: bytes, fix_length: bool) -> bytes:
+    """A (mutated) file with its CRC recomputed, and optionally its payload length."""
+    if len(data) < HEADER_SIZE:
+        return data
+    head = bytearray(data[: HEADER_SIZE - 4])
+    payload = data[HEADER_SIZE:]
+    if fix_length:
+        struct.pack_into("<I", head, HEADER_SIZE - 8, len(payload))
+    return _with_crc(bytes(head), payload)
+
+
+@pytest.mark.slow
+def test_fuzz_13000_mutated_files(codec, real, real_cut):
+    """Issue 13's fuzz result, kept: 10,000 raw mutations of real files (whole, cut and
+    version 2) and 3,000 with the CRC (and mostly the length) recomputed: no crash, no hang
+    (each decode under 5 s), no exception but BitstreamError; a raw mutation either is
+    refused or changed nothing, a resealed one is refused or decodes to an image of the
+    size and mode its header names."""
+    import random
+    import time
+
+    from rtaic.coding.arithmetic import encode_planes
+    from rtaic.coding.bitplanes import to_bitplanes
+
+    data, image = real
+    header, _ = unpack(data)
+    planes = to_bitplanes(codec.latent_levels(photo(40, 24)), header.bits)
+    v2 = pack(replace(header, version=2), encode_planes(planes, codec.context_model, codec.table, 2)[0])
+    files = [(data, image), real_cut, (v2, np.asarray(codec.decompress(v2)))]
+    rng = random.Random(13)
+    slowest, outcomes = 0.0, {"refused": 0, "same": 0, "decoded": 0}
+    for case in range(13_000):
+        original, expected = files[case % len(files)]
+        mutated = _mutate_rng(rng, original)
+        resealed = case >= 10_000
+        if resealed:
+            mutated = _reseal(mutated, fix_length=rng.random() < 0.8)
+        t = time.perf_counter()
+        try:
+            decoded = codec.decompress(mutated)
+        except BitstreamError:
+            outcomes["refused"] += 1
+            continue
+        finally:
+            slowest = max(slowest, time.perf_counter() - t)
+            assert slowest < 5, f"case {case} took {slowest:.1f} s"
+        if resealed:
+            h, _ = unpack(mutated)
+            assert decoded.size == (h.width, h.height) and decoded.mode == h.mode, case
+            outcomes["decoded"] += 1
+        else:
+            assert mutated == original, case
+            assert np.array_equal(np.asarray(decoded), expected), case
+            outcomes["same"] += 1
+    assert sum(outcomes.values()) == 13_000
+    print(f"13000 mutated files: {outcomes}, slowest decode {slowest * 1000:.0f} ms")

@@ -25,6 +25,14 @@ MAX_SIDE = 65535  # the header's u16 fields
 MAX_PIXELS = 2**27  # 134 Mpx: about 0.4 GB of decoded RGB
 MAX_LATENT_CHANNELS = 4096
 MAX_PAYLOAD = 2**31
+# Network tiling (docs/bitstream.md, "Tiling"): every tile is computed with its margin of
+# context, so a tiny tile with a huge margin would make each tile process the whole image
+# (a 54-byte file then decoded for minutes). Within these bounds a tile's region is at most
+# (1 + 2 x 1/2)^2 = 4 times its own area, there are at most pixels / 256^2 tiles, and no
+# region exceeds 4096 x 4096 pixels: decode time and memory follow the real pixel count.
+MIN_TILE = 256
+MAX_TILE = 2048
+# and 0 <= margin <= tile / 2
 
 #  magic, version, fingerprint, width, height, mode, colour space, bits, tile, margin,
 #  latent C, latent H, latent W, payload length | crc32
@@ -67,8 +75,9 @@ class Header:
             raise BitstreamError(f"unknown colour space {self.color_space!r}")
         if not 2 <= self.bits <= 16:
             raise BitstreamError(f"B = {self.bits} out of range [2, 16]")
-        if self.tile < 1 or self.margin < 0:
-            raise BitstreamError(f"bad tiling: tile {self.tile}, margin {self.margin}")
+        if not (MIN_TILE <= self.tile <= MAX_TILE and 0 <= 2 * self.margin <= self.tile):
+            raise BitstreamError(f"bad tiling: tile {self.tile}, margin {self.margin} (tile "
+                                 f"{MIN_TILE}..{MAX_TILE} pixels, margin 0..tile/2)")  # fmt: skip
         c, h, w = self.latent_shape
         if not (1 <= c <= MAX_LATENT_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
             raise BitstreamError(f"latent shape {self.latent_shape} out of range")
