@@ -328,3 +328,42 @@ def test_size_chooses_among_the_bundled_models(big_png, tmp_path, monkeypatch, c
     assert Image.open(rec).size == (120, 90)
     assert main(["truncate", str(out), "--bytes", "500", "-o", str(tmp_path / "t.rtaic"), "-q"]) == 0
     assert len((tmp_path / "t.rtaic").read_bytes()) <= 500
+
+
+def test_cmyk_round_trip_with_the_default_names(ckpt, tmp_path, capsys, monkeypatch):
+    """PNG cannot store CMYK: the derived output (and stdout) is TIFF, in the same mode."""
+    src = tmp_path / "print.tif"
+    photo(30, 20).convert("CMYK").save(src)
+    assert main(["compress", str(src), "-m", ckpt, "-q"]) == 0
+    coded = tmp_path / "print.rtaic"
+    assert main(["decompress", str(coded), "-m", ckpt]) == 0
+    assert "print.tiff: 30x20 CMYK (TIFF: PNG cannot store CMYK)" in capsys.readouterr().err
+    out = Image.open(tmp_path / "print.tiff")
+    expected = load_codec(ckpt).decompress(coded.read_bytes())
+    assert out.mode == expected.mode == "CMYK"
+    assert np.array_equal(np.asarray(out), np.asarray(expected))
+    assert main(["decompress", str(coded), "-m", ckpt, "-q"]) == 1  # derived names never overwrite
+    assert "exists" in capsys.readouterr().err
+    assert main(["decompress", str(coded), "-m", ckpt, "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot save a CMYK image as PNG" in err and "TIFF" in err
+    stdout = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(stdout))
+    assert main(["decompress", str(coded), "-o", "-", "-m", ckpt, "-q"]) == 0
+    assert Image.open(io.BytesIO(stdout.getvalue())).mode == "CMYK"
+
+
+def test_clear_messages_for_a_wrong_model_file_and_an_unreadable_input(ckpt, png, tmp_path, capsys):
+    """--model x.png said 'pop from empty list'; an unreadable input printed a BytesIO repr."""
+    assert main(["compress", str(png), "--model", str(png), "-o", str(tmp_path / "a.rtaic")]) == 1
+    err = capsys.readouterr().err
+    assert "is not a model checkpoint" in err and "pop from" not in err and len(err) < 300
+    coded = tmp_path / "b.rtaic"
+    coded.write_bytes(load_codec(ckpt).compress(Image.open(png)))
+    assert main(["decompress", str(coded), "--model", str(png), "-o", str(tmp_path / "b.png")]) == 1
+    assert "is not a model checkpoint" in capsys.readouterr().err
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG not really")
+    assert main(["compress", str(junk), "-m", ckpt, "-o", str(tmp_path / "c.rtaic")]) == 1
+    err = capsys.readouterr().err
+    assert "junk.png: not a readable image" in err and "BytesIO" not in err and " at 0x" not in err

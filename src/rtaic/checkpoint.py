@@ -55,18 +55,31 @@ def load_networks(path: str | os.PathLike) -> CodecNetworks:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: a zip, or a legacy pickle
+        raise CheckpointError(f"{path} is not a model checkpoint (a .ckpt file written by "
+                              "torch.save; or give a bundled model's name)")  # fmt: skip
+    try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from e
     record = ckpt.get("rtaic") if isinstance(ckpt, dict) else None
-    if not record or record.get("format") != FORMAT:
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an rtaic checkpoint (format {FORMAT})")
-    arch = Architecture.from_dict(record["architecture"])
-    autoencoder = Autoencoder(arch)
-    context_model = BitContextModel(arch.latent_channels, arch.bits)
-    state = ckpt["state_dict"]
-    autoencoder.load_state_dict(_sub_state(state, "autoencoder."))
-    context_model.load_state_dict(_sub_state(state, "context_model."))
+    try:
+        arch = Architecture.from_dict(record["architecture"])
+        autoencoder = Autoencoder(arch)
+        context_model = BitContextModel(arch.latent_channels, arch.bits)
+        state = ckpt["state_dict"]
+        autoencoder.load_state_dict(_sub_state(state, "autoencoder."))
+        context_model.load_state_dict(_sub_state(state, "context_model."))
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path}: not a usable rtaic checkpoint: {first}") from e
     table = np.asarray(record["probability_table"], dtype=np.int64)
     if table.shape != (context_model.num_contexts,):
         raise CheckpointError(f"{path}: probability table has the wrong size")

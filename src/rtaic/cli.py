@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         s.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
         if name == "decompress":
-            s.add_argument("--format", help="image format (default: from the suffix, else PNG)")
+            s.add_argument("--format", help="image format (default: from the suffix, else PNG; TIFF "
+                           "for modes PNG cannot store, such as CMYK)")  # fmt: skip
     t = sub.add_parser("truncate", help="cut a .rtaic file to a smaller, valid file of the same image")
     t.add_argument("input", metavar="FILE", help=".rtaic file; '-' is stdin")
     t.add_argument("--bytes", type=_size, required=True, metavar="SIZE",
@@ -210,7 +211,9 @@ def _open_image(name: str, data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError as e:  # its message names a BytesIO object, not the file
+        raise CliError(f"{name}: not a readable image (no image format Pillow knows)") from e
+    except Image.DecompressionBombError as e:
         raise CliError(f"{name}: not a readable image: {e}") from e
     except (OSError, ValueError, SyntaxError) as e:
         raise CliError(f"{name}: cannot decode image: {e}") from e
@@ -255,8 +258,26 @@ def _compress(models: _Models, name: str, out: str, overwrite: bool, args) -> No
               file=sys.stderr)  # fmt: skip
 
 
+def _can_store(mode: str, fmt: str) -> bool:
+    try:
+        Image.new(mode, (1, 1)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def _png_can_store(mode: str) -> bool:
+    return _can_store(mode, "PNG")
+
+
+def _tiff_can_store(mode: str) -> bool:
+    return _can_store(mode, "TIFF")
+
+
 def _decompress(models: _Models, name: str, out: str, overwrite: bool, quiet: bool,
-                fmt: str | None, max_bytes: int | None = None) -> None:  # fmt: skip
+                fmt: str | None, max_bytes: int | None = None, derived: bool = False) -> None:  # fmt: skip
+    """``derived``: ``out`` was made from the input's name (``photo.rtaic`` -> ``photo.png``);
+    a mode PNG cannot store (CMYK, ...) then goes to ``photo.tiff`` instead."""
     from rtaic.coding.bitstream import BitstreamError
 
     data = _read(name)
@@ -268,8 +289,16 @@ def _decompress(models: _Models, name: str, out: str, overwrite: bool, quiet: bo
     except ValueError as e:  # a cut the file cannot give
         raise CliError(f"{name}: {e}") from e
     image = result.image
-    if fmt is None and (out == STDIO or not Path(out).suffix):
-        fmt = "PNG"
+    fallback = ""
+    if fmt is None and (out == STDIO or not Path(out).suffix or derived):
+        # derived names and stdout: PNG, or TIFF for modes PNG cannot store (CMYK, YCbCr, F, ...)
+        fmt = "PNG" if _png_can_store(image.mode) else "TIFF"
+        if fmt == "TIFF" and not _tiff_can_store(image.mode):  # HSV: neither stores it
+            fmt, fallback, image = "PNG", f" (as RGB: PNG and TIFF cannot store {image.mode})", image.convert("RGB")
+        elif fmt == "TIFF":
+            fallback = f" (TIFF: PNG cannot store {image.mode})"
+            if derived:
+                out = str(Path(out).with_suffix(".tiff"))
     buf = io.BytesIO()
     try:
         if fmt is None:
@@ -279,12 +308,14 @@ def _decompress(models: _Models, name: str, out: str, overwrite: bool, quiet: bo
                 raise CliError(f"{out}: unknown image suffix {ext!r} (use --format)")
         image.save(buf, format=fmt)
     except (OSError, ValueError, KeyError) as e:
-        raise CliError(f"{out}: cannot save a {image.mode} image as {fmt}: {e}") from e
+        hint = " (a .tiff output or --format TIFF stores it)" if _tiff_can_store(image.mode) else ""
+        raise CliError(f"{out}: cannot save a {image.mode} image as {fmt}{hint}: {e}") from e
     _write(out, buf.getvalue(), overwrite)
     if not quiet:
         cut = "" if result.bytes_used >= len(data) else f" (from the first {result.bytes_used} of {len(data)} bytes)"
         partial = "" if result.complete or cut else " (a cut file)"
-        print(f"{name} -> {out}: {image.width}x{image.height} {image.mode}{cut}{partial}", file=sys.stderr)
+        print(f"{name} -> {out}: {image.width}x{image.height} {image.mode}{cut}{partial}{fallback}",
+              file=sys.stderr)  # fmt: skip
 
 
 def _truncate(args) -> int:
@@ -371,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "compress":
                 _compress(models, name, out, overwrite, args)
             else:
-                _decompress(models, name, out, overwrite, args.quiet, args.format, args.max_bytes)
+                derived = name != STDIO and not (args.output and not many)
+                _decompress(models, name, out, overwrite, args.quiet, args.format, args.max_bytes,
+                            derived)  # fmt: skip
         except CliError as e:
             _error(str(e))
             failed += 1
