@@ -31,7 +31,10 @@ def _recipe(tmp_path, steps: int) -> str:
         "members": {
             "trunk": {"overrides": ["target_bpp=0.5"], "init": None, "steps": steps},
             "wide": {"overrides": ["target_bpp=1.0"], "init": "member:trunk", "start_after": 2, "steps": 4},
+            "tried": {"overrides": ["target_bpp=0.25"], "init": "member:trunk", "start_after": 2, "steps": 2,
+                      "export": False},
         },
+        "default": "trunk",
     }
     path = tmp_path / "zoo.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -55,6 +58,8 @@ def test_rounds_ladder_export_and_a_new_session_continuing(tmp_path, monkeypatch
 
     zoo_runner.main(["export", *args])
     manifest = json.loads((models / "manifest.json").read_text())
+    assert (work / "tried" / "checkpoints" / "last.ckpt").is_file()  # trained, compared, not shipped
+    assert manifest["default"] == "trunk" and set(manifest["models"]) == {"trunk", "wide"}
     entry = manifest["models"]["trunk"]
     assert entry["steps"] == 4 and len(entry["history"]) == 2
     assert {"msssim", "bpp", "ciede2000"} <= set(entry["val"])

@@ -47,6 +47,7 @@ class Member:
     steps: int
     start_after: int = 0
     round_steps: int = 1000
+    export: bool = True  # False: a recipe being compared, not shipped
     folder: Path = field(default=Path("."))
     models_dir: Path = zoo.MODELS_DIR  # where the bundled exports live
 
@@ -96,7 +97,8 @@ def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tu
     members = [
         Member(name, list(cfg.get("common", [])) + list(m["overrides"]), m.get("init"),
                int(m["steps"]), int(m.get("start_after", 0)),
-               int(m.get("round_steps", cfg["round_steps"])), workdir / name, Path(models_dir))  # fmt: skip
+               int(m.get("round_steps", cfg["round_steps"])), bool(m.get("export", True)),
+               workdir / name, Path(models_dir))  # fmt: skip
         for name, m in cfg["members"].items()
     ]
     return cfg, members
@@ -226,11 +228,11 @@ def export(args: argparse.Namespace) -> None:
     from rtaic.checkpoint import export_checkpoint
     from rtaic.codec import model_fingerprint
 
-    _, members = load_members(args.config, args.models_dir)
+    cfg, members = load_members(args.config, args.models_dir)
     models_dir = Path(args.models_dir)
     man = zoo.manifest(models_dir)
     for m in members:
-        if (args.only and m.name not in args.only) or not m.last.is_file():
+        if (args.only and m.name not in args.only) or not m.last.is_file() or not m.export:
             continue
         entry = man["models"].get(m.name, {})
         file = f"{m.name}.ckpt"
@@ -250,6 +252,8 @@ def export(args: argparse.Namespace) -> None:
         })  # fmt: skip
         man["models"][m.name] = entry
         print(f"exported {m.name}: {steps} steps, val {entry['val']}")
+    if cfg.get("default") in man["models"]:
+        man["default"] = cfg["default"]
     (models_dir / zoo.MANIFEST.name).write_text(json.dumps(man, indent=2) + "\n")
 
 
