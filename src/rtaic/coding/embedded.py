@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from rtaic.coding.context import BitContextModel
-from rtaic.coding.scan import _bucket, _eight_neighbours, _four_neighbours
+from rtaic.coding.scan import _bucket, _eight_neighbours, _four_neighbours, slice_view
 
 # (rows, columns) slices of the two sub-grids of each parity, in coding order.
 SUBGRIDS = (
@@ -88,16 +88,8 @@ class EmbeddedScan:
 
     def __init__(self, model: BitContextModel, shape: tuple[int, ...], planes: np.ndarray | None = None):
         n, b, c, h, w = self.shape = tuple(shape)
-        if b != model.bits or c != model.channels:
-            raise ValueError(f"planes of shape {self.shape} do not fit a {model.channels}-channel, "
-                             f"{model.bits}-bit model")  # fmt: skip
+        self.view, self.chan = slice_view(model, self.shape, planes)
         self.model, self.channels = model, c
-        if planes is None:
-            self.view = np.zeros((b, n * c, h, w), dtype=np.uint8)
-        else:
-            self.view = np.ascontiguousarray(planes.transpose(1, 0, 2, 3, 4), dtype=np.uint8)
-            self.view = self.view.reshape(b, n * c, h, w)
-        self.chan = np.tile(np.arange(c, dtype=np.int32), n)
         self.flags = np.zeros((b - 1, n * c), dtype=np.uint8)
 
     def result(self) -> np.ndarray:

@@ -106,6 +106,20 @@ class _SubGrids:
             start += view.size
 
 
+def slice_view(model: BitContextModel, shape: tuple[int, ...], planes: np.ndarray | None):
+    """(B, S, H, W) uint8 planes with S = N*C slices in (image, channel) order (zeros for a
+    decoder to fill in), and each slice's channel; checks the shape against the model."""
+    n, b, c, h, w = shape
+    if b != model.bits or c != model.channels:
+        raise ValueError(f"planes of shape {tuple(shape)} do not fit a {model.channels}-channel, "
+                         f"{model.bits}-bit model")  # fmt: skip
+    if planes is None:
+        view = np.zeros((b, n * c, h, w), dtype=np.uint8)
+    else:
+        view = np.ascontiguousarray(planes.transpose(1, 0, 2, 3, 4), dtype=np.uint8).reshape(b, n * c, h, w)
+    return view, np.tile(np.arange(c, dtype=np.int32), n)
+
+
 class PlaneScan:
     """Walks (N, B, C, H, W) bitplanes in coding order, for the encoder and the decoder.
 
@@ -116,18 +130,9 @@ class PlaneScan:
     def __init__(self, model: BitContextModel, shape: tuple[int, ...],
                  planes: np.ndarray | None = None, version: int = 2):  # fmt: skip
         n, b, c, h, w = self.shape = tuple(shape)
-        if b != model.bits or c != model.channels:
-            raise ValueError(f"planes of shape {self.shape} do not fit a {model.channels}-channel, "
-                             f"{model.bits}-bit model")  # fmt: skip
+        self.view, self.chan = slice_view(model, self.shape, planes)
         self.model, self.skip_empty = model, version >= 2
         self.channels = c
-        # (B, S, H, W) with S = N*C slices in (image, channel) order
-        if planes is None:
-            self.view = np.zeros((b, n * c, h, w), dtype=np.uint8)
-        else:
-            self.view = np.ascontiguousarray(planes.transpose(1, 0, 2, 3, 4), dtype=np.uint8)
-            self.view = self.view.reshape(b, n * c, h, w)
-        self.chan = np.tile(np.arange(c, dtype=np.int32), n)
         order = _SubGrids if version >= 2 else _RowMajor
         self.orders = [order(h, w, 0), order(h, w, 1)]
 
