@@ -175,7 +175,7 @@ def _region_pixels(codec, data: bytes) -> tuple[int, float]:
     import time
 
     area = []
-    handle = codec.autoencoder.decoder.register_forward_pre_hook(
+    handle = codec.autoencoder.decoder.joint.register_forward_pre_hook(  # its first layers
         lambda _, args: area.append(args[0].shape[-2] * args[0].shape[-1])
     )
     try:
