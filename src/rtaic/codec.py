@@ -203,14 +203,31 @@ def _one_thread(fn: Callable, *args):
 
 
 def _run_all(tasks: list[Callable[[], object]], workers: int) -> list:
-    """Run the tasks, each on one torch thread, ``workers`` at a time; results in order.
-    The results do not depend on ``workers``: only on the tasks."""
-    if workers <= 1 or len(tasks) <= 1:
+    """Run the tasks, each on one torch thread, ``workers`` at a time (the calling thread
+    is one of them; all take the next task as they finish one); results in order. The
+    results do not depend on ``workers``: only on the tasks."""
+    workers = min(workers, len(tasks))
+    if workers <= 1:
         return [task() for task in tasks]
-    pool = _pool(workers - 1)  # the calling thread works too
-    futures = [pool.submit(_one_thread, task) for task in tasks[1:]]
-    first = tasks[0]()
-    return [first] + [f.result() for f in futures]
+    results: list = [None] * len(tasks)
+    lock = threading.Lock()
+    order = iter(range(len(tasks)))
+
+    def drain() -> None:
+        while True:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            results[i] = tasks[i]()
+
+    helpers = [_pool(workers - 1).submit(_one_thread, drain) for _ in range(workers - 1)]
+    try:
+        drain()
+    finally:
+        for h in helpers:
+            h.result()  # waits, and re-raises a helper's exception
+    return results
 
 
 def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) -> torch.Tensor:
