@@ -129,3 +129,11 @@ def test_same_pixels_in_other_processes(codec, tmp_path):
         subprocess.run([sys.executable, "-c", DECODE_ELSEWHERE, model, str(path), str(threads), str(out)],
                        check=True, timeout=300, env={**os.environ, **env})  # fmt: skip
         assert np.array_equal(np.load(out), np.asarray(result.reconstruction)), (threads, env)
+
+
+def test_the_codecs_own_forwards_match_the_modules(codec, tiny):
+    """The codec runs the encoder and decoder through its own copies of their forwards
+    (finest branch on a second thread); a change to rtaic.nn must be made there too, or the
+    codec falls back to the modules (same pixels, slower). This says which."""
+    assert codec._branches_match()
+    assert load_codec(tiny)._branches_match()

@@ -15,8 +15,9 @@ margin at most half the tile), so the decoder reproduces the encoder's reconstru
 
 Same pixels on any thread count: the networks always run with one torch thread per tile
 (float reductions in a fixed order, whatever ``torch.get_num_threads()`` says), and the
-caller's threads work on several tiles at once; an image of one tile runs the decoder's
-independent scale branches on two threads (:func:`_decode_branches`). So a file decodes to
+caller's threads work on several tiles at once; an image of one tile runs the finest
+scale's branch of the encoder or decoder beside the rest (:func:`_encode_branches`,
+:func:`_decode_branches`). So a file decodes to
 the same pixels with 1 or N threads, in any process on the machine, and to what the
 encoder's ``reconstruct=True`` returns.
 
@@ -230,6 +231,43 @@ def _run_all(tasks: list[Callable[[], object]], workers: int) -> list:
     return results
 
 
+def _encode_branches(encoder, x: torch.Tensor, pool: ThreadPoolExecutor | None) -> torch.Tensor:
+    """``encoder(x)`` (:class:`rtaic.nn.encoder.Encoder`'s forward: the same operations on
+    the same tensors in the same layouts and the same order of sums), with the finest
+    scale's branch ``align[0](extract[0](x))`` and the low-pass path on a second thread when
+    ``pool`` is given. Checked against the module before first use."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    image = x
+
+    def finest():
+        return encoder.align[0](encoder.extract[0](image))
+
+    def lowpass():
+        if encoder.lowpass is None:
+            return None
+        return encoder.lowpass(torch.nn.functional.avg_pool2d(image - 0.5, encoder.latent_stride))
+
+    jobs = [pool.submit(_one_thread, finest), pool.submit(_one_thread, lowpass)] if pool else None
+    try:
+        total = None
+        for m in range(1, encoder.scales):
+            x = encoder.down[m - 1](x)  # (``image`` stays the input: finest() reads it)
+            aligned = encoder.align[m](encoder.extract[m](x))
+            if total is None:
+                total = jobs[0].result() if jobs else finest()
+            total = total + aligned
+        if total is None:
+            total = jobs[0].result() if jobs else finest()
+        pre = encoder.joint(total)
+        low = jobs[1].result() if jobs else lowpass()
+    finally:
+        for job in jobs or ():
+            job.cancel()
+    if low is not None:
+        pre = pre + low
+    return torch.tanh(pre).contiguous()
+
+
 def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) -> torch.Tensor:
     """``decoder(q)`` (:class:`rtaic.nn.decoder.Decoder`'s forward, the same operations on
     the same tensors in the same layouts, so the same values), with the finest scale's
@@ -288,7 +326,7 @@ class Codec:
                              f"{MIN_TILE}..{MAX_TILE} pixels, margin at most tile / 2)")  # fmt: skip
         self.fingerprint = model_fingerprint(networks)
         _tune_malloc()
-        self._branches_ok: bool | None = None  # _decode_branches == decoder (checked once)
+        self._branches_ok: bool | None = None  # _encode/_decode_branches == modules (checked once)
 
     # -- geometry -----------------------------------------------------------------------
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -308,7 +346,7 @@ class Codec:
 
         def tile(y0, y1, ry0, ry1, x0, x1, rx0, rx1):
             x = to_space(prep.tile(ry0, rx0, ry1 - ry0, rx1 - rx0), a.color_space)
-            y = self.autoencoder.encoder(x)
+            y = _encode_branches(self.autoencoder.encoder, x, pool) if own else self.autoencoder.encoder(x)
             y = y[..., (y0 - ry0) // ls : (y1 - ry0) // ls, (x0 - rx0) // ls : (x1 - rx0) // ls]
             levels[..., y0 // ls : y1 // ls, x0 // ls : x1 // ls] = quantize_levels(y, a.bits)
 
@@ -316,26 +354,33 @@ class Codec:
                  for ys in _spans(lh * ls, self.tile, self.margin)
                  for xs in _spans(lw * ls, self.tile, self.margin)]  # fmt: skip
         workers = torch.get_num_threads()
+        own = self._branches_match()
+        pool = _pool(1) if own and workers > 1 and len(tasks) == 1 else None
         with single_thread():
             _run_all(tasks, workers)
         return levels
 
     def _branches_match(self) -> bool:
-        """Whether :func:`_decode_branches` computes exactly what the decoder module does
-        (a guard against the two drifting apart; checked once per codec on a small latent)."""
+        """Whether :func:`_encode_branches` and :func:`_decode_branches` compute exactly what
+        the network modules do (a guard against the two drifting apart; checked once per
+        codec on a small image and latent, with and without the second thread)."""
         if self._branches_ok is None:
             a = self.architecture
             g = torch.Generator().manual_seed(0)
             k = max(1, a.stride // a.latent_stride)  # latent sizes the pyramid accepts
             q = torch.randint(-3, 4, (1, a.latent_channels, 3 * k, 2 * k), generator=g).float() / 4
-            dec = self.autoencoder.decoder
+            x = torch.rand((1, 3, 3 * a.stride, 2 * a.stride), generator=g)
+            enc, dec = self.autoencoder.encoder, self.autoencoder.decoder
+            ok = True
             with torch.inference_mode(), single_thread():
-                expected = dec(q)
-                try:
-                    got = [_decode_branches(dec, q, pool) for pool in (None, _pool(1))]
-                except (AttributeError, TypeError, IndexError, RuntimeError):
-                    got = []
-            self._branches_ok = bool(got) and all(torch.equal(g, expected) for g in got)
+                for fn, module, inp in ((_encode_branches, enc, x), (_decode_branches, dec, q)):
+                    expected = module(inp)
+                    for pool in (None, _pool(1)):
+                        try:
+                            ok = ok and torch.equal(fn(module, inp, pool), expected)
+                        except (AttributeError, TypeError, IndexError, RuntimeError):
+                            ok = False
+            self._branches_ok = ok
         return self._branches_ok
 
     @torch.inference_mode()
