@@ -193,6 +193,16 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool when needed."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _one_thread(fn: Callable, *args):
     """Run ``fn`` in inference mode (thread-local in torch) with one torch (OpenMP / oneDNN)
     thread in the calling thread: pool threads wrap every task in this. The caller's own
