@@ -17,9 +17,9 @@ Same pixels on any thread count: the networks always run with one torch thread p
 (float reductions in a fixed order, whatever ``torch.get_num_threads()`` says), and the
 caller's threads work on several tiles at once; an image of one tile runs the finest
 scale's branch of the encoder or decoder beside the rest (:func:`_encode_branches`,
-:func:`_decode_branches`). So a file decodes to
-the same pixels with 1 or N threads, in any process on the machine, and to what the
-encoder's ``reconstruct=True`` returns.
+:func:`_decode_branches`). So a file decodes to the same pixels with 1 or N threads, in
+any process on the machine, and to what the encoder's ``reconstruct=True`` returns
+(docs/bitstream.md, "Same pixels", says what holds across machines).
 
 Progressive files (bitstream version 3): any valid cut of a file is a smaller file of the
 same image at a coarser precision (:mod:`rtaic.coding.embedded`). ``compress(image,
