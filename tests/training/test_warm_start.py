@@ -132,3 +132,12 @@ def test_widening_by_duplicating_the_most_read_channels_keeps_the_function_and_t
         torch.testing.assert_close(dst.decode(q, (40, 56)), src.decode(y_src, (40, 56)))
     with pytest.raises(ValueError):
         warm_start_state(src_state, dst_state, widen="bogus")
+
+
+def test_a_run_that_stops_between_validations_keeps_its_last_step(train_cfg, tmp_path):
+    from rtaic.training.runner import train
+
+    metrics = train(train_cfg(["trainer.max_steps=5", "trainer.val_check_interval=2"]))
+    last = torch.load(metrics["last_checkpoint"], weights_only=False)
+    assert last["global_step"] == 5  # validations at 2 and 4 only
+    assert torch.load(metrics["best_checkpoint"], weights_only=False)["global_step"] in (2, 4)

@@ -13,7 +13,19 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 class AtomicModelCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose files are always either the previous or the new one."""
+    """``ModelCheckpoint`` whose files are always either the previous or the new one, and
+    whose ``last`` file holds the final step of every run.
+
+    Lightning saves when it validates; a run that stops at ``max_steps`` between two
+    validations (or whose validation is skipped because it resumed mid-epoch) would
+    otherwise lose the steps since the last one. The model zoo's rounds lost up to half
+    their steps that way.
+    """
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self.save_last and trainer.global_step > self._last_global_step_saved:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         partial = f"{filepath}.partial"
