@@ -1,16 +1,40 @@
-"""Codec speed, rate honesty and memory on Kodak, against Pillow's JPEG and WebP in the same run.
+"""Codec speed, rate honesty and memory on Kodak, against JPEG, WebP and AVIF in the same run.
 
 Per image: rtaic encode and decode time split into network and entropy coding (contexts +
-range coder), JPEG and WebP encode/decode times (their quality chosen per image to match
-rtaic's rate, the highest quality at or below it), bits per pixel, the real file size
+range coder), JPEG, WebP and AVIF encode/decode times (their quality chosen per image to
+match rtaic's rate, the highest quality at or below it; AVIF as in the evaluation, aom at
+speed 6, 4:4:4, on as many threads as torch uses here), bits per pixel, the real file size
 against the model's estimate + header, and whether the decoded image equals the
 encoder-side reconstruction. Then the CLI is run on all images (must give the API's bytes),
 and a 4000x3000 image is encoded and decoded in fresh processes to measure peak memory.
 
     flock /tmp/rtaic_heavy.lock python benchmarks/codec_speed.py --model CKPT --kodak DIR
     RTAIC_MODEL=... RTAIC_KODAK=... python benchmarks/codec_speed.py --repeat 3 --json out.json
+    python benchmarks/codec_speed.py --model M --kodak DIR --threads 1 --no-big --no-cli
 
 Times are medians over --repeat runs (after one warm-up), in milliseconds.
+
+Issue 13 (real time), mean per Kodak image, default bundled model, this 2-core CPU:
+
+Measured 2026-12-03 13:51-14:00 with rgb_bpp0.5 (0.466 bpp), NOT on an idle machine: a
+niced evaluation run (2 worker processes) and a CI job shared the 2 cores, so the absolute
+numbers are high and noisy; the runs were consecutive, not simultaneous. "before" is
+landed main cd8c9d2 (its own benchmark, same model, same images), "after" this version.
+
+| ms per image, mean       | before, 2 thr | after, 2 thr | before, 1 thr | after, 1 thr |
+| ---                      | ---:          | ---:         | ---:          | ---:         |
+| encode (network/entropy) | 318 (269/47)  | 84 (47/35)   | 78 (41/35)    | 75 (40/33)   |
+| decode (network/entropy) | 473 (420/56)  | 134 (89/44)  | 142 (95/46)   | 119 (73/46)  |
+| same pixels as encoder   | yes           | yes          | yes           | yes          |
+
+Same run, "after, 2 thr": AVIF (aom speed 6, 4:4:4, 2 threads) encode 327 ms, decode 7.2
+ms; rtaic encode + decode / AVIF's = 0.65x (WebP 6.3x, JPEG 91x). 4000x3000: encode 3.2 s,
+decode 5.4 s, peak RSS 0.9 / 1.0 GB. Under load, torch's 2-thread intra-op pool collapsed
+(threads waiting for a descheduled peer: decode network 420 ms); one torch thread per task
+with tasks on 2 Python threads did not. On a quiet moment earlier (1 thread, niced, busy
+machine) the decode network measured 74 -> 64 ms from mallopt and -> 51-59 ms with the
+in-place sums. The issue's targets (decode <= 80 ms, encode <= 120 ms at 2 threads) are
+met for encode here; decode needs a quiet machine to confirm (rerun this benchmark).
 """
 
 from __future__ import annotations
@@ -47,10 +71,20 @@ def _median_ms(fn, repeat: int) -> tuple[float, object]:
     return 1000 * statistics.median(times), out
 
 
+FORMATS = ("jpeg", "webp", "avif")
+
+
+def _options(fmt: str) -> dict:
+    """Encoder options besides quality (AVIF: as the evaluation's, threads as torch's)."""
+    if fmt == "AVIF":
+        return {"speed": 6, "subsampling": "4:4:4", "codec": "aom", "max_threads": torch.get_num_threads()}
+    return {}
+
+
 def _pillow_roundtrip(image: Image.Image, fmt: str, quality: int, repeat: int) -> dict:
     def enc():
         buf = io.BytesIO()
-        image.save(buf, format=fmt, quality=quality)
+        image.save(buf, format=fmt, quality=quality, **_options(fmt))
         return buf.getvalue()
 
     def dec():
@@ -69,7 +103,7 @@ def _match_quality(image: Image.Image, fmt: str, target_bytes: int) -> int:
     while lo < hi:
         mid = (lo + hi + 1) // 2
         buf = io.BytesIO()
-        image.save(buf, format=fmt, quality=mid)
+        image.save(buf, format=fmt, quality=mid, **_options(fmt))
         if buf.tell() <= target_bytes:
             lo = mid
         else:
@@ -140,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-big", action="store_true", help="skip the 4000x3000 memory test")
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI == API check")
     ap.add_argument("--json", help="write all numbers to this file")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's own, one per core)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import pillow_avif  # noqa: F401  (AVIF through libavif, as in the evaluation)
+
     if not args.model or not args.kodak:
         ap.error("need --model/$RTAIC_MODEL and --kodak/$RTAIC_KODAK")
     files = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
@@ -158,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, payloads = [], {}
     head = (f"{'image':10} {'bpp':>6} {'real/est':>8} {'enc net':>7} {'enc ent':>7} {'enc tot':>7} "
             f"{'dec net':>7} {'dec ent':>7} {'dec tot':>7} {'same':>4} | {'jpg bpp':>7} {'jpg enc':>7} "
-            f"{'jpg dec':>7} | {'webp bpp':>8} {'webp enc':>8} {'webp dec':>8}")  # fmt: skip
+            f"{'jpg dec':>7} | {'webp bpp':>8} {'webp enc':>8} {'webp dec':>8} | {'avif bpp':>8} "
+            f"{'avif enc':>8} {'avif dec':>8}")  # fmt: skip
     print(head)
     for f in files:
         image = Image.open(f)
@@ -179,17 +220,18 @@ def main(argv: list[str] | None = None) -> int:
                "identical": same}  # fmt: skip
         row.update(_rtaic_median(codec, image, data, args.repeat))
         rgb = image.convert("RGB")
-        for fmt in ("JPEG", "WEBP"):
+        for fmt in ("JPEG", "WEBP", "AVIF"):
             q = _match_quality(rgb, fmt, len(data))
             r = _pillow_roundtrip(rgb, fmt, q, args.repeat)
             row[fmt.lower()] = {**r, "bpp": 8 * r["bytes"] / px}
         rows.append(row)
-        j, w = row["jpeg"], row["webp"]
+        j, w, v = row["jpeg"], row["webp"], row["avif"]
         print(f"{f.stem:10} {row['bpp']:6.3f} {row['real_over_estimate']:8.4f} "
               f"{row['encode_network_ms']:7.0f} {row['encode_entropy_ms']:7.0f} {row['encode_total_ms']:7.0f} "
               f"{row['decode_network_ms']:7.0f} {row['decode_entropy_ms']:7.0f} {row['decode_total_ms']:7.0f} "
               f"{'yes' if same else 'NO':>4} | {j['bpp']:7.3f} {j['encode_ms']:7.1f} {j['decode_ms']:7.1f} | "
-              f"{w['bpp']:8.3f} {w['encode_ms']:8.1f} {w['decode_ms']:8.1f}", flush=True)  # fmt: skip
+              f"{w['bpp']:8.3f} {w['encode_ms']:8.1f} {w['decode_ms']:8.1f} | "
+              f"{v['bpp']:8.3f} {v['encode_ms']:8.1f} {v['decode_ms']:8.1f}", flush=True)  # fmt: skip
 
     def total(key):
         return sum(r[key] for r in rows)
@@ -212,13 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     for side in ("encode", "decode"):
         for key in ("network", "entropy", "total"):
             summary[f"mean_{side}_{key}_ms"] = total(f"{side}_{key}_ms") / len(rows)
-    for fmt in ("jpeg", "webp"):
+    summary["threads"] = torch.get_num_threads()
+    for fmt in FORMATS:
         summary[f"mean_{fmt}_bpp"] = statistics.mean(r[fmt]["bpp"] for r in rows)
         for side in ("encode", "decode"):
             ours = total(f"{side}_total_ms")
             theirs = sum(r[fmt][f"{side}_ms"] for r in rows)
             summary[f"mean_{fmt}_{side}_ms"] = theirs / len(rows)
             summary[f"{side}_time_rtaic_over_{fmt}"] = ours / theirs
+        summary[f"roundtrip_time_rtaic_over_{fmt}"] = (
+            (total("encode_total_ms") + total("decode_total_ms"))
+            / sum(r[fmt]["encode_ms"] + r[fmt]["decode_ms"] for r in rows))
     if not args.no_cli:
         summary["cli_equals_api"] = _cli_matches(args.model, files, payloads)
     if not args.no_big:
@@ -237,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{side}: mean {s[f'mean_{side}_total_ms']:.0f} ms (network {s[f'mean_{side}_network_ms']:.0f}, "
               f"entropy {s[f'mean_{side}_entropy_ms']:.0f}; entropy share {s[f'entropy_share_{side}']:.1%}), "
               f"max {s[f'max_{side}_ms']:.0f} ms")
-        for fmt in ("jpeg", "webp"):
+        for fmt in FORMATS:
             print(f"  {fmt}: mean {s[f'mean_{fmt}_{side}_ms']:.1f} ms at {s[f'mean_{fmt}_bpp']:.3f} bpp; "
                   f"rtaic / {fmt} = {s[f'{side}_time_rtaic_over_{fmt}']:.1f}x")
+    for fmt in FORMATS:
+        print(f"rtaic (encode + decode) / {fmt} (encode + decode) = {s[f'roundtrip_time_rtaic_over_{fmt}']:.2f}x")
     if "cli_equals_api" in s:
         print(f"CLI bytes == API bytes on all images: {s['cli_equals_api']}")
     if "big_4000x3000" in s:
