@@ -45,3 +45,18 @@ def compose_train(tmp_path: Path, overrides: list[str] | None = None):
 @pytest.fixture
 def train_cfg(tmp_path):
     return lambda overrides=None: compose_train(tmp_path, overrides)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny untrained checkpoint in the real layout (codec_helpers.make_checkpoint)."""
+    from codec_helpers import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="module")
+def codec(ckpt):
+    from rtaic.codec import load_codec
+
+    return load_codec(ckpt)

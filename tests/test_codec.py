@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import rtaic
-from codec_helpers import TINY, make_checkpoint, photo
+from codec_helpers import TINY, photo
 from rtaic.checkpoint import CheckpointError, load_networks
 from rtaic.codec import Codec, load_codec
 from rtaic.coding.arithmetic import encode_embedded
@@ -21,16 +21,6 @@ from rtaic.coding.bitstream import HEADER_SIZE, unpack
 from rtaic.coding.context import code_length_bits
 from rtaic.coding.quantize import dequantize, quantize_levels
 from rtaic.imageio import ImageModeError
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
-
-
-@pytest.fixture(scope="module")
-def codec(ckpt):
-    return load_codec(ckpt)
 
 
 def _same(a: Image.Image, b: Image.Image) -> bool:

@@ -25,16 +25,6 @@ from rtaic.sizing import (
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
-
-
-@pytest.fixture(scope="module")
-def codec(ckpt):
-    return load_codec(ckpt)
-
-
-@pytest.fixture(scope="module")
 def prog(codec):
     return codec.encode_progressive(photo(90, 70, seed=2))
 

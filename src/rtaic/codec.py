@@ -436,23 +436,28 @@ class Codec:
         if max_bytes is not None:
             return self._encode_cut(image, reconstruct, max_bytes)
         t0 = time.perf_counter()
+        prep, levels, _, (payload, ideal), timings = self._code(
+            image, lambda planes: encode_planes(planes, self.context_model, self.table, bitstream.VERSION))
+        data = bitstream.pack(self._header(prep, levels), payload)
+        timings["total"] = time.perf_counter() - t0
+        recon = None
+        if reconstruct:
+            h, w = prep.size
+            recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
+        return EncodeResult(data, ideal, timings, recon)
+
+    def _code(self, image: Image.Image, coder):
+        """prepare -> networks -> bitplanes -> ``coder(planes)``, the coder single-threaded:
+        (prep, levels, planes, what the coder returned, {"network": s, "entropy": s})."""
         prep = prepare(image)
         t1 = time.perf_counter()
         levels = self._analyse(prep)
         t2 = time.perf_counter()
         with single_thread():
             planes = to_bitplanes(levels, self.architecture.bits)
-            payload, ideal = encode_planes(planes, self.context_model, self.table, bitstream.VERSION)
+            coded = coder(planes)
         t3 = time.perf_counter()
-        header = self._header(prep, levels)
-        data = bitstream.pack(header, payload)
-        t4 = time.perf_counter()
-        timings = {"network": t2 - t1, "entropy": t3 - t2, "total": t4 - t0}
-        recon = None
-        if reconstruct:
-            h, w = prep.size
-            recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
-        return EncodeResult(data, ideal, timings, recon)
+        return prep, levels, planes, coded, {"network": t2 - t1, "entropy": t3 - t2}
 
     def _header(self, prep: Prepared, levels: torch.Tensor) -> Header:
         h, w = prep.size
@@ -472,15 +477,9 @@ class Codec:
         """Code the image once in the embedded order (version 3); every cut and what it
         decodes to come from the result (see :class:`Progressive`)."""
         t0 = time.perf_counter()
-        prep = prepare(image)
-        t1 = time.perf_counter()
-        levels = self._analyse(prep)
-        t2 = time.perf_counter()
-        with single_thread():
-            planes = to_bitplanes(levels, self.architecture.bits)
-            stream = encode_embedded(planes, self.context_model, self.table)
-        t3 = time.perf_counter()
-        timings = {"network": t2 - t1, "entropy": t3 - t2, "total": t3 - t0}
+        prep, levels, planes, stream, timings = self._code(
+            image, lambda planes: encode_embedded(planes, self.context_model, self.table))
+        timings["total"] = time.perf_counter() - t0
         return Progressive(self, self._header(prep, levels), stream, planes, timings)
 
     def _encode_cut(self, image: Image.Image, reconstruct: bool, max_bytes: int) -> EncodeResult:
