@@ -141,3 +141,37 @@ def test_a_run_that_stops_between_validations_keeps_its_last_step(train_cfg, tmp
     last = torch.load(metrics["last_checkpoint"], weights_only=False)
     assert last["global_step"] == 5  # validations at 2 and 4 only
     assert torch.load(metrics["best_checkpoint"], weights_only=False)["global_step"] in (2, 4)
+
+
+def test_a_wider_design_starts_as_the_source_and_its_fresh_channels_can_learn():
+    """Widening every scale, the alignment width and the latent at once (small -> a wider
+    architecture): the new model computes what the source did, including the transposed
+    convolutions whose input channels are their first dimension."""
+    torch.manual_seed(0)
+    src = Autoencoder(Architecture(channels=(4, 8, 8), align_channels=8, latent_channels=5,
+                                   latent_stride_log2=2, lowpass=True))  # fmt: skip
+    torch.manual_seed(1)
+    dst = Autoencoder(Architecture(channels=(6, 12, 10), align_channels=16, latent_channels=7,
+                                   latent_stride_log2=2, lowpass=True))  # fmt: skip
+    transposed = {f"autoencoder.{n}.weight" for n, m in dst.named_modules() if isinstance(m, torch.nn.ConvTranspose2d)}
+    assert transposed  # the decoder's upsamplers and the coarse scales' alignment
+    src_state = {f"autoencoder.{k}": v for k, v in src.state_dict().items()}
+    dst_state = {f"autoencoder.{k}": v.clone() for k, v in dst.state_dict().items()}
+    state, partial = warm_start_state(src_state, dst_state, transposed=transposed)
+    dst = _load(dst, state)
+    x = torch.rand(2, 3, 24, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x).x_hat, src.eval()(x).x_hat)
+    # without knowing which weights are transposed the function is not preserved
+    wrong, _ = warm_start_state(src_state, dst_state)
+    with torch.no_grad():
+        assert not torch.allclose(_load(dst, wrong)(x).x_hat, src(x).x_hat, atol=1e-4)
+    # fresh output channels keep their (non-zero) initialisation
+    w = state["autoencoder.encoder.extract.0.0.weight"]
+    assert torch.equal(w[4:], dst_state["autoencoder.encoder.extract.0.0.weight"][4:]) and w[4:].abs().sum() > 0
+    # and the gradient reaches the weights that read them
+    dst.train()
+    out = dst(x).x_hat.sum()
+    out.backward()
+    reader = dict(dst.named_parameters())["decoder.out.weight"]
+    assert reader.grad[:, 4:].abs().sum() > 0

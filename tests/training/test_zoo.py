@@ -87,3 +87,15 @@ def test_rounds_ladder_export_and_a_new_session_continuing(tmp_path, monkeypatch
     assert "model.lr_milestones=[2]" in history[-1]["command"]  # local run step 2 = total 6
     ckpt = torch.load(work / "trunk" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(3e-4 * 0.2)
+
+
+def test_overrides_after_only_are_overrides_and_unknown_members_are_refused(tmp_path, monkeypatch):
+    """`train --only a key=value` once trained on the default data silently (the override
+    was read as a member name)."""
+    config = _recipe(tmp_path, steps=4)
+    seen = {}
+    monkeypatch.setattr(zoo_runner, "train", lambda args: seen.update(vars(args)))
+    zoo_runner.main(["train", "--config", config, "--only", "trunk", "data.root=/x", "seed=3"])
+    assert seen["only"] == ["trunk"] and seen["overrides"] == ["data.root=/x", "seed=3"]
+    with pytest.raises(SystemExit):
+        zoo_runner.main(["train", "--config", config, "--only", "trunkk"])

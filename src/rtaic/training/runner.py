@@ -84,7 +84,13 @@ def _duplicate_channels(state: dict, source: dict, width: int, noise: float, see
     return changed
 
 
-def warm_start_state(source: dict, target: dict, widen: str = "zero", seed: int = 0) -> tuple[dict, list[str]]:
+def warm_start_state(
+    source: dict,
+    target: dict,
+    widen: str = "zero",
+    seed: int = 0,
+    transposed: frozenset[str] | set[str] = frozenset(),
+) -> tuple[dict, list[str]]:
     """The target's state with every tensor it shares with ``source`` copied over.
 
     This is how a model starts from another one of a different rate or design (a rate
@@ -95,6 +101,12 @@ def warm_start_state(source: dict, target: dict, widen: str = "zero", seed: int 
       for the rest, except weights that read the extra channels, which start at zero (the
       model then computes what the source did); a narrower one keeps the channels the
       source's decoder reads most;
+    - same name, target at least as large in every dimension (a wider design: more
+      channels per scale, a wider joint): the source fills the leading slice, the fresh
+      output channels keep their initialisation and the weights that read the fresh input
+      channels start at zero, so the wider model computes what the source did (net2wider
+      with zero reads). ``transposed`` names the ConvTranspose2d weights, whose input
+      channels are dimension 0 (dimension 1 for every other weight);
     - autoencoder tensors the source lacks (layers added to a path) start at zero, so
       the warm-started model computes what the source computed;
     - the context model's table is copied only whole (its layout follows the width).
@@ -120,17 +132,22 @@ def warm_start_state(source: dict, target: dict, widen: str = "zero", seed: int 
                 state[name] = torch.zeros_like(t)
             continue
         differ = [d for d in range(t.dim()) if s.dim() == t.dim() and s.shape[d] != t.shape[d]]
-        if len(differ) != 1 or not name.startswith("autoencoder."):
+        if not differ or not name.startswith("autoencoder."):
             continue
-        d = differ[0]
-        if s.shape[d] > t.shape[d]:
+        if len(differ) == 1 and s.shape[differ[0]] > t.shape[differ[0]]:
+            d = differ[0]
             picked = kept if kept is not None and len(kept) == t.shape[d] else torch.arange(t.shape[d])
             state[name] = s.index_select(d, picked).to(t.dtype)
             continue
-        n = s.shape[d]
-        if d == 1:  # reads latent channels the source did not have
-            state[name].narrow(d, n, t.shape[d] - n).zero_()
-        state[name].narrow(d, 0, n).copy_(s)
+        if any(s.shape[d] > t.shape[d] for d in differ):
+            continue  # narrower in one dimension and wider in another: keep the fresh one
+        reads = 0 if name in transposed else 1
+        if t.dim() > 1 and t.shape[reads] > s.shape[reads]:  # reads channels the source lacks
+            state[name].narrow(reads, s.shape[reads], t.shape[reads] - s.shape[reads]).zero_()
+        leading = state[name]
+        for d in differ:
+            leading = leading.narrow(d, 0, s.shape[d])
+        leading.copy_(s)
     wide = width is not None and "autoencoder.decoder.joint.0.weight" in source
     if widen == "duplicate" and wide and source["autoencoder.decoder.joint.0.weight"].shape[1] < width.shape[1]:
         _duplicate_channels(state, source, width.shape[1], noise=1e-2, seed=seed)
@@ -140,7 +157,8 @@ def warm_start_state(source: dict, target: dict, widen: str = "zero", seed: int 
 def load_warm_start(model: pl.LightningModule, path: str, widen: str = "zero", seed: int = 0) -> None:
     """Initialise weights from another checkpoint (see :func:`warm_start_state`)."""
     source = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    state, partial = warm_start_state(source, model.state_dict(), widen, seed)
+    transposed = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.ConvTranspose2d)}
+    state, partial = warm_start_state(source, model.state_dict(), widen, seed, transposed)
     model.load_state_dict(state)
     log.info("warm start from %s (%d tensors not copied whole: %s)", path, len(partial), partial)
 

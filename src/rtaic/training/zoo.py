@@ -88,6 +88,14 @@ class Member:
         return self.bundled_steps() + self.run_steps()
 
 
+def _merge_overrides(common: list[str], own: list[str]) -> list[str]:
+    """The common overrides then the member's own; a key the member sets itself (e.g.
+    ``model=rtaic_medium`` over the common ``model=rtaic_small``) replaces the common one,
+    since Hydra refuses a config group given twice."""
+    keys = {o.split("=", 1)[0] for o in own}
+    return [o for o in common if o.split("=", 1)[0] not in keys] + list(own)
+
+
 def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tuple[dict, list[Member]]:
     config = Path(config)
     if not config.is_file():
@@ -95,7 +103,7 @@ def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tu
     cfg = OmegaConf.to_container(OmegaConf.load(config), resolve=True)
     workdir = Path(cfg["workdir"])
     members = [
-        Member(name, list(cfg.get("common", [])) + list(m["overrides"]), m.get("init"),
+        Member(name, _merge_overrides(cfg.get("common", []), m["overrides"]), m.get("init"),
                int(m["steps"]), int(m.get("start_after", 0)),
                int(m.get("round_steps", cfg["round_steps"])), bool(m.get("export", True)),
                workdir / name, Path(models_dir))  # fmt: skip
@@ -281,6 +289,15 @@ def main(argv: list[str] | None = None) -> None:
         s.add_argument("--config", default=str(CONFIG), help="the zoo's recipes (default: %(default)s)")
         s.add_argument("--models-dir", default=str(zoo.MODELS_DIR), help="bundled models (manifest.json)")
     args = p.parse_args(argv)
+    if args.command == "train" and args.only:
+        # `--only a b key=value` reads the overrides as names: they are overrides
+        args.overrides = list(args.overrides) + [o for o in args.only if "=" in o]
+        args.only = [o for o in args.only if "=" not in o]
+    if getattr(args, "only", None):
+        names = {m.name for m in load_members(args.config, args.models_dir)[1]}
+        unknown = sorted(set(args.only) - names)
+        if unknown:
+            p.error(f"--only: no zoo member named {', '.join(unknown)} (members: {', '.join(sorted(names))})")
     {"train": train, "export": export, "status": status}[args.command](args)
 
 
