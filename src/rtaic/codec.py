@@ -253,9 +253,7 @@ def _encode_branches(encoder, x: torch.Tensor, pool: ThreadPoolExecutor | None) 
         return encoder.align[0](encoder.extract[0](image))
 
     def lowpass():
-        if encoder.lowpass is None:
-            return None
-        return encoder.lowpass(torch.nn.functional.avg_pool2d(image - 0.5, encoder.latent_stride))
+        return encoder.linear(image)
 
     jobs = [pool.submit(_one_thread, finest), pool.submit(_one_thread, lowpass)] if pool else None
     try:
@@ -292,10 +290,7 @@ def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) 
         return decoder.refine[0](decoder.unalign[0](z))
 
     def lowpass():
-        if decoder.lowpass is None:
-            return None
-        return torch.nn.functional.interpolate(decoder.lowpass(q), scale_factor=decoder.latent_stride,
-                                               mode="bilinear", align_corners=False)  # fmt: skip
+        return decoder.linear(q)
 
     jobs = [pool.submit(_one_thread, finest), pool.submit(_one_thread, lowpass)] if pool else None
     try:

@@ -175,3 +175,25 @@ def test_a_wider_design_starts_as_the_source_and_its_fresh_channels_can_learn():
     out.backward()
     reader = dict(dst.named_parameters())["decoder.out.weight"]
     assert reader.grad[:, 4:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("widen", ["zero", "duplicate"])
+def test_the_low_pass_path_becomes_its_patch_form_exactly(widen):
+    """A model with the low-pass path warm-starts one whose linear path is the learned patch
+    transform (Architecture.patch) computing the same image, up the ladder too (there the
+    copies' levels differ from their originals' by a little noise)."""
+    src, src_state = _state(5, True, seed=0)
+    torch.manual_seed(1)
+    dst = Autoencoder(Architecture(**BASE, latent_channels=5 if widen == "zero" else 8, lowpass=True, patch=True))
+    transposed = {f"autoencoder.{n}.weight" for n, m in dst.named_modules() if isinstance(m, torch.nn.ConvTranspose2d)}
+    assert "autoencoder.decoder.lowpass.weight" in transposed
+    dst_state = {f"autoencoder.{k}": v.clone() for k, v in dst.state_dict().items()}
+    state, _ = warm_start_state(src_state, dst_state, widen=widen, transposed=transposed)
+    dst = _load(dst, state)
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(dst.encoder.linear(x)[:, :5], src.eval().encoder.linear(x))
+        if widen == "zero":
+            torch.testing.assert_close(dst(x).x_hat, src(x).x_hat)
+        else:
+            assert (dst(x).x_hat - src(x).x_hat).abs().mean() < 0.01

@@ -43,6 +43,11 @@ class Architecture:
     # records written before the field existed rebuild the networks they describe; every
     # model config sets it.
     lowpass: bool = False
+    # The linear path as a learned patch transform (a stride x stride analysis conv, a
+    # lapped 2*stride synthesis) instead of the low-pass one: every latent channel can then
+    # carry a block pattern the decoder renders exactly, which the thin non-linear decoder
+    # of the small models cannot (rtaic.nn.decoder). Needs lowpass; omitted when False.
+    patch: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -51,6 +56,8 @@ class Architecture:
             raise ValueError(f"bits must be in [2, 16], got {self.bits}")
         if len(self.channels) < 1:
             raise ValueError("need at least one scale")
+        if self.patch and not self.lowpass:
+            raise ValueError("patch is a form of the linear path: it needs lowpass=True")
 
     @property
     def scales(self) -> int:
@@ -70,6 +77,8 @@ class Architecture:
         d["channels"] = list(self.channels)
         if not self.lowpass:  # the record (and so the fingerprint) of models made before the field
             del d["lowpass"]
+        if not self.patch:
+            del d["patch"]
         return d
 
     @classmethod
@@ -99,6 +108,7 @@ class Autoencoder(nn.Module):
             extractor_depth=a.extractor_depth,
             joint_layers=a.joint_layers,
             lowpass=a.lowpass,
+            patch=a.patch,
         )
         self.encoder = Encoder(**kw)
         self.decoder = Decoder(**kw)

@@ -9,7 +9,10 @@ The output is not clamped during training (the loss sees the raw values); infere
 clamps it to [0, 1].
 
 The optional low-pass path L, a 1x1 conv of q upsampled bilinearly to the image grid, is
-the decoder's half of the encoder's linear path (see rtaic.nn.encoder).
+the decoder's half of the encoder's linear path (see rtaic.nn.encoder). Its ``patch`` form
+is a learned transposed conv with 2*stride kernels (lapped: neighbouring blocks overlap by
+half, so no block edges), on q padded by one replicated cell: bilinear upsampling of a
+1x1 conv is its special case (see rtaic.training.runner.lowpass_as_patch).
 """
 
 from __future__ import annotations
@@ -32,11 +35,18 @@ class Decoder(nn.Module):
         joint_layers: int = 2,
         out_channels: int = 3,
         lowpass: bool = False,
+        patch: bool = False,
     ) -> None:
         super().__init__()
         self.scales = len(channels)
-        self.latent_stride = 2**latent_stride_log2
-        self.lowpass = nn.Conv2d(latent_channels, out_channels, 1) if lowpass else None
+        self.latent_stride = s = 2**latent_stride_log2
+        self.patch = patch
+        if not lowpass:
+            self.lowpass = None
+        elif patch:
+            self.lowpass = nn.ConvTranspose2d(latent_channels, out_channels, 2 * s, stride=s)
+        else:
+            self.lowpass = nn.Conv2d(latent_channels, out_channels, 1)
         joint: list[nn.Module] = [conv(latent_channels, align_channels), act()]
         for _ in range(joint_layers - 1):
             joint += [conv(align_channels, align_channels), act()]
@@ -62,8 +72,19 @@ class Decoder(nn.Module):
             h = self.refine[m](self.unalign[m](z))
             r = h if r is None else self.up[m](r) + h
         out = self.out(r) + 0.5
-        if self.lowpass is not None:
-            low = F.interpolate(self.lowpass(q), scale_factor=self.latent_stride, mode="bilinear",
-                                align_corners=False)  # fmt: skip
-            out = out + low
+        linear = self.linear(q)
+        if linear is not None:
+            out = out + linear
         return out.contiguous()  # NCHW again: the MS-SSIM filter is 3x slower on NHWC
+
+    def linear(self, q: torch.Tensor) -> torch.Tensor | None:
+        """The linear path's contribution to the image, or None."""
+        if self.lowpass is None:
+            return None
+        s = self.latent_stride
+        if self.patch:
+            h, w = q.shape[-2:]
+            out = self.lowpass(F.pad(q, (1, 1, 1, 1), mode="replicate"))
+            c = s + s // 2  # the padded cell and half a kernel's overhang on each side
+            return out[..., c : c + h * s, c : c + w * s]
+        return F.interpolate(self.lowpass(q), scale_factor=s, mode="bilinear", align_corners=False)

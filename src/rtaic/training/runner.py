@@ -40,11 +40,31 @@ def _kept_latent_channels(source: dict, width: int) -> torch.Tensor | None:
     read = source.get("autoencoder.decoder.joint.0.weight")
     if read is None or read.shape[1] <= width:
         return None
-    strength = read.transpose(0, 1).flatten(1).norm(dim=1)
+    strength = _per_latent_channel("decoder.joint.0.weight", read).flatten(1).norm(dim=1)
     low = source.get("autoencoder.decoder.lowpass.weight")
     if low is not None:
-        strength = strength + low.transpose(0, 1).flatten(1).norm(dim=1)
+        strength = strength + _per_latent_channel("decoder.lowpass.weight", low).flatten(1).norm(dim=1)
     return strength.argsort(descending=True)[:width].sort().values
+
+
+def _per_latent_channel(name: str, weight: torch.Tensor) -> torch.Tensor:
+    """A decoder weight that reads the latent, as a view with the latent channels first:
+    Conv2d weights keep them in dimension 1, the linear path's patch form (a transposed
+    conv, the one latent reader with kernels wider than 1x1 there) in dimension 0."""
+    patch = name.endswith("decoder.lowpass.weight") and weight.shape[-1] > 1
+    return weight if patch else weight.transpose(0, 1)
+
+
+def lowpass_as_patch(name: str, weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """A low-pass path's 1x1 weight as the patch form's weight that computes the same:
+    the encoder's average over a stride x stride cell is a constant kernel of 1/stride^2;
+    the decoder's bilinear upsampling of a 1x1 conv is a transposed conv whose 2*stride
+    taps are the triangle 1 - |t + 1/2 - stride| / stride (see Decoder.linear)."""
+    if "decoder." not in name:  # (careful: "autoencoder.decoder." contains "encoder.")
+        return weight.expand(-1, -1, stride, stride) / stride**2
+    t = torch.arange(2 * stride, dtype=weight.dtype)
+    tri = 1 - (t + 0.5 - stride).abs() / stride
+    return weight[..., 0, 0].transpose(0, 1)[:, :, None, None] * (tri[:, None] * tri[None, :])
 
 
 # Latent-width tensors of the autoencoder: (name, dimension of the latent channels). A wider
@@ -66,20 +86,24 @@ def _duplicate_channels(state: dict, source: dict, width: int, noise: float, see
     shares = {i: 1 + picks.count(i) for i in set(picks)}
     g = torch.Generator().manual_seed(seed)
     changed = []
-    for name, s in source.items():
+    for name in source:  # the source's values are in state's first n channels by now
         t = state.get(name)
         if t is None:
             continue
-        if name.startswith(_LATENT_WRITERS) and s.shape[0] == n and t.shape[0] == width:
+        if name.startswith(_LATENT_WRITERS) and source[name].shape[0] == n and t.shape[0] == width:
             for k, i in enumerate(picks):
-                row = s[i].clone()
+                row = t[i].clone()
                 t[n + k] = row + noise * row.abs().mean() * torch.randn(row.shape, generator=g)
             changed.append(name)
-        elif name in _LATENT_READERS and s.shape[1] == n and t.shape[1] == width:
+        elif name in _LATENT_READERS:
+            t = _per_latent_channel(name, t)  # a view: writing it writes state
+            if _per_latent_channel(name, source[name]).shape[0] != n or t.shape[0] != width:
+                continue
+            s = t[:n].clone()
             for i, c in shares.items():
-                t[:, i] = s[:, i] / c
+                t[i] = s[i] / c
             for k, i in enumerate(picks):
-                t[:, n + k] = s[:, i] / shares[i]
+                t[n + k] = s[i] / shares[i]
             changed.append(name)
     return changed
 
@@ -127,6 +151,12 @@ def warm_start_state(
             state[name] = s.to(t.dtype)
             continue
         partial.append(name)
+        if s is not None and ".lowpass.weight" in name and s.shape[-1] == 1 and t.shape[-1] > 1:
+            stride = t.shape[-1] // 2 if "decoder." in name else t.shape[-1]
+            s = lowpass_as_patch(name, s, stride)  # the low-pass path -> its patch form
+            if s.shape == t.shape:
+                state[name] = s.to(t.dtype).contiguous()
+                continue
         if s is None:
             if name.startswith("autoencoder.") and t.is_floating_point():
                 state[name] = torch.zeros_like(t)
