@@ -99,3 +99,39 @@ def test_overrides_after_only_are_overrides_and_unknown_members_are_refused(tmp_
     assert seen["only"] == ["trunk"] and seen["overrides"] == ["data.root=/x", "seed=3"]
     with pytest.raises(SystemExit):
         zoo_runner.main(["train", "--config", config, "--only", "trunkk"])
+
+
+def test_a_new_recipe_replaces_a_shipped_model_under_its_name(tmp_path, monkeypatch):
+    """`export_as`: a member of another design (here the patch form of the linear path),
+    started as the shipped model, is shipped under that model's name; the manifest keeps
+    what it replaced, and its steps are its own."""
+    monkeypatch.chdir(ROOT)
+    models = tmp_path / "models"
+    models.mkdir()
+    config = _recipe(tmp_path, steps=2)
+    recipe = yaml.safe_load(open(config))
+    recipe["members"].pop("wide"), recipe["members"].pop("tried")
+    recipe["members"]["trunk_patch"] = {"overrides": ["target_bpp=0.5", "model.architecture.patch=true"],
+                                        "init": "member:trunk", "start_after": 2, "steps": 2, "export_as": "trunk"}
+    recipe["members"]["trunk"]["export"] = True
+    open(config, "w").write(yaml.safe_dump(recipe))
+    args = ["--config", config, "--models-dir", str(models)]
+    zoo_runner.main(["train", "--only", "trunk", *args])
+    zoo_runner.main(["export", *args])  # the first design ships as "trunk"
+    old = json.loads((models / "manifest.json").read_text())["models"]["trunk"]
+    zoo_runner.main(["train", "--only", "trunk_patch", *args])
+    recipe["members"]["trunk"]["export"] = False
+    open(config, "w").write(yaml.safe_dump(recipe))
+    zoo_runner.main(["export", *args])
+    manifest = json.loads((models / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"trunk"}
+    entry = manifest["models"]["trunk"]
+    assert entry["member"] == "trunk_patch" and entry["steps"] == 2 and entry["architecture"].endswith("+patch")
+    assert entry["replaced"][0]["fingerprint"] == old["fingerprint"] != entry["fingerprint"]
+    codec = load_codec(models / entry["file"])
+    assert codec.architecture.patch and model_fingerprint(codec.networks).hex() == entry["fingerprint"]
+    # the replaced member's own bundled steps no longer count for it; the new one's do
+    _, members = zoo_runner.load_members(config, models)
+    by = {m.name: m for m in members}
+    assert by["trunk_patch"].bundled_entry()["member"] == "trunk_patch" and by["trunk_patch"].bundled_steps() == 2
+    assert by["trunk"].bundled_entry() is None

@@ -50,6 +50,18 @@ class Member:
     export: bool = True  # False: a recipe being compared, not shipped
     folder: Path = field(default=Path("."))
     models_dir: Path = zoo.MODELS_DIR  # where the bundled exports live
+    export_as: str | None = None  # the bundled model's name, when not the member's own
+
+    @property
+    def product(self) -> str:
+        """The name it is shipped under (a new recipe can replace a model, name kept)."""
+        return self.export_as or self.name
+
+    def bundled_entry(self) -> dict | None:
+        """The manifest entry of this member's own earlier export (previous sessions); None
+        when the package ships none or ships another recipe under the name."""
+        entry = zoo.manifest(self.models_dir)["models"].get(self.product)
+        return entry if entry and entry.get("member", self.product) == self.name else None
 
     @property
     def last(self) -> Path:
@@ -69,7 +81,7 @@ class Member:
         base = self.folder / "base_steps"
         if base.is_file():
             return int(base.read_text())
-        entry = zoo.manifest(self.models_dir)["models"].get(self.name)
+        entry = self.bundled_entry()
         return int(entry.get("steps", 0)) if entry else 0
 
     def begin(self) -> None:
@@ -106,7 +118,7 @@ def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tu
         Member(name, _merge_overrides(cfg.get("common", []), m["overrides"]), m.get("init"),
                int(m["steps"]), int(m.get("start_after", 0)),
                int(m.get("round_steps", cfg["round_steps"])), bool(m.get("export", True)),
-               workdir / name, Path(models_dir))  # fmt: skip
+               workdir / name, Path(models_dir), m.get("export_as"))  # fmt: skip
         for name, m in cfg["members"].items()
     ]
     return cfg, members
@@ -115,8 +127,8 @@ def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tu
 def _source(member: Member, by_name: dict[str, Member]) -> str | None:
     """The checkpoint a member's first local round starts from; None: wait."""
     bundled = zoo.manifest(member.models_dir)["models"]
-    if member.name in bundled:
-        return str(zoo.model_path(member.name, member.models_dir))  # a previous session's export
+    if member.bundled_entry() is not None:  # a previous session's export
+        return str(zoo.model_path(member.product, member.models_dir))
     if member.init is None:
         return ""
     kind, _, name = member.init.partition(":")
@@ -242,14 +254,19 @@ def export(args: argparse.Namespace) -> None:
     for m in members:
         if (args.only and m.name not in args.only) or not m.last.is_file() or not m.export:
             continue
-        entry = man["models"].get(m.name, {})
-        file = f"{m.name}.ckpt"
+        entry = man["models"].get(m.product, {})
+        if entry.get("member", m.product) != m.name:  # a new recipe replaces the shipped model
+            entry = {"replaced": entry.get("replaced", []) + [{k: entry.get(k) for k in
+                     ("member", "fingerprint", "steps", "recipe", "val") if k in entry}]}  # fmt: skip
+        file = f"{m.product}.ckpt"
         nets = export_checkpoint(m.last, models_dir / file)
         arch = nets.autoencoder.architecture
         steps = m.total_steps()
         entry.update({
             "file": file, "fingerprint": model_fingerprint(nets).hex(),
-            "architecture": "rtaic_small" if "model=rtaic_small" in m.overrides else "rtaic",
+            "member": m.name,
+            "architecture": next((o.split("=")[1] for o in m.overrides if o.startswith("model=")), "rtaic")
+                            + ("+patch" if arch.patch else ""),
             "target_bpp": float(next(o.split("=")[1] for o in m.overrides if o.startswith("target_bpp="))),
             "curve": "learned_gan" if "experiment=gan" in m.overrides else
                      "learned_ycbcr" if arch.color_space == "ycbcr" else "learned",
@@ -258,8 +275,8 @@ def export(args: argparse.Namespace) -> None:
             "val": _val(m.last),
             "history": entry.get("history", []) + [h for h in m.history() if h["from_step"] >= entry.get("steps", 0)],
         })  # fmt: skip
-        man["models"][m.name] = entry
-        print(f"exported {m.name}: {steps} steps, val {entry['val']}")
+        man["models"][m.product] = entry
+        print(f"exported {m.name} as {m.product}: {steps} steps, val {entry['val']}")
     if cfg.get("default") in man["models"]:
         man["default"] = cfg["default"]
     (models_dir / zoo.MANIFEST.name).write_text(json.dumps(man, indent=2) + "\n")
