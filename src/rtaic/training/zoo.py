@@ -195,6 +195,7 @@ def train(args: argparse.Namespace) -> None:
     failed: set[str] = set()
     annealed: set[str] = set()  # with --anneal: one round per member
     last = None
+    last_good = None
     while True:
         for name, (proc, m, cmd, start, t0) in list(running.items()):
             rc = proc.poll()
@@ -210,11 +211,17 @@ def train(args: argparse.Namespace) -> None:
                 "minutes": round((time.time() - t0) / 60, 1), "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "command": shlex.join(cmd[1:]), "val": _val(m.last)}]  # fmt: skip
             m.history_file.write_text(json.dumps(history, indent=1))
-        stop = Path(load_members(args.config, args.models_dir)[0]["workdir"]) / "STOP"
+        try:  # read every time: recipes can be added or changed while the zoo trains
+            cfg, members = load_members(args.config, args.models_dir)
+        except Exception as e:  # e.g. read while an editor was writing it: keep the last good one
+            print(f"rtaic zoo: {args.config} unreadable, keeping the recipes read before ({e})", flush=True)
+            if last_good is None:
+                raise
+            cfg, members = last_good
+        last_good = cfg, members
+        stop = Path(cfg["workdir"]) / "STOP"
         open_time = (deadline is None or time.time() < deadline) and not stop.exists()
         if open_time and len(running) < args.parallel:
-            # read every time: recipes can be added or changed while the zoo trains
-            cfg, members = load_members(args.config, args.models_dir)
             found = _next_member(members, args, failed | set(running) | annealed, last)
             if found is not None:
                 m, source = found
