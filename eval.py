@@ -13,6 +13,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from rtaic.data.kodak import download_kodak
+from rtaic.evaluation.learned import with_rdoq
 from rtaic.evaluation.run import evaluate
 
 
@@ -75,7 +76,7 @@ def main(cfg: DictConfig) -> dict:
             out_dir=out_dir,
             cache_path=to_absolute_path(cfg.cache_dir) + "/baselines.jsonl",
             codecs=list(cfg.codecs),
-            checkpoints=_checkpoints(cfg.checkpoints, cfg.get("truncated")),
+            checkpoints=with_rdoq(_checkpoints(cfg.checkpoints, cfg.get("truncated")), cfg.get("rdoq")),
             workers=cfg.workers,
             bpp_points=list(cfg.bpp_points),
             msssim_points=list(cfg.msssim_points),

@@ -21,6 +21,12 @@ scale's branch of the encoder or decoder beside the rest (:func:`_encode_branche
 any process on the machine, and to what the encoder's ``reconstruct=True`` returns
 (docs/bitstream.md, "Same pixels", says what holds across machines).
 
+RDOQ (``compress(image, rdoq=lam)``): the encoder may code, per latent value, a level next
+to the quantizer's when that saves more bits under the coder's own context model than it
+costs in (weighted latent) distortion (:mod:`rtaic.coding.rdoq`). Only the encoder
+changes; the files are ordinary files of the same format, and ``rdoq=0`` (or None) codes
+exactly the plain levels, so exactly the plain bytes.
+
 Progressive files (bitstream version 3): any valid cut of a file is a smaller file of the
 same image at a coarser precision (:mod:`rtaic.coding.embedded`). ``compress(image,
 max_bytes=N)`` writes the longest cut that fits, ``decompress(data, max_bytes=N)`` decodes
@@ -59,11 +65,16 @@ from rtaic.coding.bitplanes import from_bitplanes, to_bitplanes
 from rtaic.coding.bitstream import MAX_TILE, MIN_TILE, BitstreamError, Header
 from rtaic.coding.embedded import mask_unknown, partial_levels
 from rtaic.coding.quantize import dequantize, quantize_levels
+from rtaic.coding.rdoq import DEFAULT_PASSES, RateModel, channel_weights, rdoq_levels
 from rtaic.color import from_space, to_space
 from rtaic.imageio import Canvas, Prepared, prepare
 
 DEFAULT_TILE = 1024
 DEFAULT_MARGIN = 128
+# The recommended lambda of RDOQ (quantization steps squared per bit), tuned for BD-rate on
+# the validation images (docs/bitstream.md, "Encoder choices"); encoding uses RDOQ only
+# when asked (compress(image, rdoq=DEFAULT_RDOQ), rtaic compress --rdoq 0.03).
+DEFAULT_RDOQ = 0.03
 
 
 class EncodeResult(NamedTuple):
@@ -332,6 +343,7 @@ class Codec:
         self.fingerprint = model_fingerprint(networks)
         _tune_malloc()
         self._branches_ok: bool | None = None  # _encode/_decode_branches == modules (checked once)
+        self._rdoq: tuple[RateModel, np.ndarray] | None = None  # rate model, channel weights
 
     # -- geometry -----------------------------------------------------------------------
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -341,9 +353,10 @@ class Codec:
 
     # -- networks -----------------------------------------------------------------------
     @torch.inference_mode()
-    def _analyse(self, prep: Prepared) -> torch.Tensor:
+    def _analyse(self, prep: Prepared, latent: torch.Tensor | None = None) -> torch.Tensor:
         """Image -> integer latent levels (1, C, h, w), tile by tile (one torch thread per
-        tile; the caller's torch threads work on several tiles at once)."""
+        tile; the caller's torch threads work on several tiles at once). ``latent``: a
+        (1, C, h, w) float tensor that receives the continuous latent y as well."""
         a = self.architecture
         ls = a.latent_stride
         c, lh, lw = self.latent_shape(*prep.size)
@@ -354,6 +367,8 @@ class Codec:
             y = _encode_branches(self.autoencoder.encoder, x, pool) if own else self.autoencoder.encoder(x)
             y = y[..., (y0 - ry0) // ls : (y1 - ry0) // ls, (x0 - rx0) // ls : (x1 - rx0) // ls]
             levels[..., y0 // ls : y1 // ls, x0 // ls : x1 // ls] = quantize_levels(y, a.bits)
+            if latent is not None:
+                latent[..., y0 // ls : y1 // ls, x0 // ls : x1 // ls] = y
 
         tasks = [lambda ys=ys, xs=xs: tile(*ys, *xs)
                  for ys in _spans(lh * ls, self.tile, self.margin)
@@ -422,17 +437,20 @@ class Codec:
 
     # -- API ------------------------------------------------------------------------------
     def encode(self, image: Image.Image, reconstruct: bool = False,
-               max_bytes: int | None = None) -> EncodeResult:  # fmt: skip
+               max_bytes: int | None = None, rdoq: float | None = None) -> EncodeResult:  # fmt: skip
         """Compress, with the estimate, the time split and optionally the reconstruction.
 
         ``max_bytes``: the longest valid cut of the file that fits (at least
         ``SMALLEST_FILE`` bytes); the estimate is still that of the whole payload.
+        ``rdoq``: lambda of rate-distortion optimized quantization (None or 0: off; the
+        time it takes is ``timings["rdoq"]``, part of "network" + "entropy" + "rdoq").
         """
         if max_bytes is not None:
-            return self._encode_cut(image, reconstruct, max_bytes)
+            return self._encode_cut(image, reconstruct, max_bytes, rdoq)
         t0 = time.perf_counter()
         prep, levels, _, (payload, ideal), timings = self._code(
-            image, lambda planes: encode_planes(planes, self.context_model, self.table, bitstream.VERSION))
+            image, lambda planes: encode_planes(planes, self.context_model, self.table, bitstream.VERSION),
+            rdoq)
         data = bitstream.pack(self._header(prep, levels), payload)
         timings["total"] = time.perf_counter() - t0
         recon = None
@@ -441,18 +459,33 @@ class Codec:
             recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
         return EncodeResult(data, ideal, timings, recon)
 
-    def _code(self, image: Image.Image, coder):
-        """prepare -> networks -> bitplanes -> ``coder(planes)``, the coder single-threaded:
-        (prep, levels, planes, what the coder returned, {"network": s, "entropy": s})."""
+    def _code(self, image: Image.Image, coder, rdoq: float | None = None):
+        """prepare -> networks -> [RDOQ] -> bitplanes -> ``coder(planes)``, the coder
+        single-threaded: (prep, levels, planes, what the coder returned, {"network": s,
+        "entropy": s, "rdoq": s})."""
         prep = prepare(image)
+        lam = _check_rdoq(rdoq)
         t1 = time.perf_counter()
-        levels = self._analyse(prep)
+        latent = torch.empty((1, *self.latent_shape(*prep.size))) if lam else None
+        levels = self._analyse(prep, latent)
         t2 = time.perf_counter()
         with single_thread():
+            if lam:
+                levels = self.rdoq_levels(levels, latent, lam)
+            t3 = time.perf_counter()
             planes = to_bitplanes(levels, self.architecture.bits)
             coded = coder(planes)
-        t3 = time.perf_counter()
-        return prep, levels, planes, coded, {"network": t2 - t1, "entropy": t3 - t2}
+        t4 = time.perf_counter()
+        return prep, levels, planes, coded, {"network": t2 - t1, "entropy": t4 - t3, "rdoq": t3 - t2}
+
+    def rdoq_levels(self, levels: torch.Tensor, latent: torch.Tensor, lam: float,
+                    passes: int = DEFAULT_PASSES) -> torch.Tensor:  # fmt: skip
+        """The levels RDOQ codes instead of ``levels`` (quantized from ``latent``), with
+        this model's context model, probability table and decoder channel weights."""
+        if self._rdoq is None:
+            self._rdoq = (RateModel(self.context_model, self.table), channel_weights(self.autoencoder))
+        rate, weights = self._rdoq
+        return rdoq_levels(levels, latent, self.context_model, self.table, lam, weights, passes, rate)
 
     def _header(self, prep: Prepared, levels: torch.Tensor) -> Header:
         h, w = prep.size
@@ -468,18 +501,20 @@ class Codec:
             latent_shape=tuple(levels.shape[1:]),
         )
 
-    def encode_progressive(self, image: Image.Image) -> Progressive:
+    def encode_progressive(self, image: Image.Image, rdoq: float | None = None) -> Progressive:
         """Code the image once in the embedded order (version 3); every cut and what it
-        decodes to come from the result (see :class:`Progressive`)."""
+        decodes to come from the result (see :class:`Progressive`). ``rdoq``: as
+        :meth:`encode`."""
         t0 = time.perf_counter()
         prep, levels, planes, stream, timings = self._code(
-            image, lambda planes: encode_embedded(planes, self.context_model, self.table))
+            image, lambda planes: encode_embedded(planes, self.context_model, self.table), rdoq)
         timings["total"] = time.perf_counter() - t0
         return Progressive(self, self._header(prep, levels), stream, planes, timings)
 
-    def _encode_cut(self, image: Image.Image, reconstruct: bool, max_bytes: int) -> EncodeResult:
+    def _encode_cut(self, image: Image.Image, reconstruct: bool, max_bytes: int,
+                    rdoq: float | None = None) -> EncodeResult:  # fmt: skip
         t0 = time.perf_counter()
-        prog = self.encode_progressive(image)
+        prog = self.encode_progressive(image, rdoq)
         units = prog.cut_for(max_bytes)
         if units is None:
             raise ValueError(f"max_bytes={max_bytes} is below the smallest file ({SMALLEST_FILE} bytes)")
@@ -488,9 +523,21 @@ class Codec:
         recon = prog.reconstruction(units) if reconstruct else None
         return EncodeResult(data, prog.stream.ideal, timings, recon)
 
-    def latent_levels(self, image: Image.Image) -> torch.Tensor:
+    def latent_levels(self, image: Image.Image, rdoq: float | None = None) -> torch.Tensor:
         """The integer latent levels (1, C, h, w) that :meth:`encode` codes."""
-        return self._analyse(prepare(image))
+        return self.latents(image, rdoq)[0]
+
+    def latents(self, image: Image.Image, rdoq: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(levels that :meth:`encode` codes with this ``rdoq``, continuous latent y), each
+        (1, C, h, w)."""
+        prep = prepare(image)
+        lam = _check_rdoq(rdoq)
+        latent = torch.empty((1, *self.latent_shape(*prep.size)))
+        levels = self._analyse(prep, latent)
+        if lam:
+            with single_thread():
+                levels = self.rdoq_levels(levels, latent, lam)
+        return levels, latent
 
     def read_header(self, data: bytes) -> Header:
         """Parse and check a bitstream's header against this model (BitstreamError if not)."""
@@ -554,9 +601,11 @@ class Codec:
         return DecodeResult(image, {"network": t2 - t1, "entropy": t1 - t0, "total": t2 - t0},
                             complete, used)  # fmt: skip
 
-    def compress(self, image: Image.Image, max_bytes: int | None = None) -> bytes:
-        """PIL image -> .rtaic bytes (``max_bytes``: the longest valid cut that fits)."""
-        return self.encode(image, max_bytes=max_bytes).data
+    def compress(self, image: Image.Image, max_bytes: int | None = None,
+                 rdoq: float | None = None) -> bytes:  # fmt: skip
+        """PIL image -> .rtaic bytes (``max_bytes``: the longest valid cut that fits;
+        ``rdoq``: lambda of rate-distortion optimized quantization, None or 0 for off)."""
+        return self.encode(image, max_bytes=max_bytes, rdoq=rdoq).data
 
     def decompress(self, data: bytes, max_bytes: int | None = None) -> Image.Image:
         """.rtaic bytes -> PIL image (same size and mode as the compressed one);
@@ -597,6 +646,16 @@ class Codec:
         words = dec.cuts[-1] if dec.units else 0
         cut = struct.pack("<I", dec.units) + payload[CUT_FIELD_BYTES : CUT_FIELD_BYTES + 4 * words]
         return bitstream.pack(header, cut)
+
+
+def _check_rdoq(rdoq: float | None) -> float:
+    """The RDOQ lambda as a float (0.0: off); ValueError if negative or not finite."""
+    if rdoq is None:
+        return 0.0
+    lam = float(rdoq)
+    if not (lam >= 0 and np.isfinite(lam)):
+        raise ValueError(f"rdoq lambda must be a finite number >= 0, got {rdoq!r}")
+    return lam
 
 
 def load_codec(path: str | os.PathLike, **kwargs) -> Codec:

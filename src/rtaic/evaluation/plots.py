@@ -27,7 +27,7 @@ SPACE_LABEL = {"rgb": "RGB, channels 1:1:1", "ycbcr": "YCbCr, channels 6:1:1"}
 def _style(codec: str) -> dict:
     ours = is_ours(codec)
     return {"linewidth": 2.5 if ours else 1.4, "marker": "o" if ours else ".", "markersize": 6 if ours else 4,
-            "color": {OURS: "black", f"{OURS}_ycbcr": "dimgray", f"{OURS}_gan": "darkred"}.get(codec) if ours else None,
+            "color": {OURS: "black", f"{OURS}_ycbcr": "dimgray", f"{OURS}_gan": "darkred", f"{OURS}_rdoq": "tab:blue"}.get(codec) if ours else None,
             "zorder": 3 if ours else 2}
 
 

@@ -24,7 +24,7 @@ def label(codec: str) -> str:
     if codec == OURS:
         return "Ours (rtaic)"
     if is_ours(codec):
-        return f"Ours (rtaic, {codec.removeprefix(OURS + '_').replace('ycbcr', 'YCbCr').replace('gan', 'GAN')})"
+        return f"Ours (rtaic, {codec.removeprefix(OURS + '_').replace('ycbcr', 'YCbCr').replace('gan', 'GAN').replace('rdoq', 'RDOQ')})"
     return BASELINES[codec].label if codec in BASELINES else codec
 
 

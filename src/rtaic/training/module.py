@@ -18,6 +18,14 @@ decides, still with one backward: D's loss sees a detached pair, and the confusi
 gradient is taken at x_hat by ``autograd.grad`` (D's weights untouched), rescaled against
 the reconstruction gradient there and added at x_hat. D has its own Adam and scheduler,
 stepped outside Lightning's step counter so that ``global_step`` stays one per batch.
+
+Quantization-aware finetuning (``freeze_encoder``, ``experiment=finetune_quantized``): the
+encoder is frozen (no gradient, not in the optimizer) and the step trains the decoder and
+the context model on the latents exactly as the codec makes them (:meth:`inference_latents`:
+the hard quantizer, and RDOQ at ``finetune_rdoq`` when > 0), with no straight-through path
+and no ACR (the encoder fixes the rate). Validation scores the same latents.
+``architecture_from`` takes the architecture from a checkpoint (the one ``init_from`` warm
+starts from), so that the finetuned model is exactly the network it starts from.
 """
 
 from __future__ import annotations
@@ -32,9 +40,9 @@ from pytorch_lightning.loggers import WandbLogger
 from rtaic.checkpoint import codec_record
 from rtaic.coding.bitplanes import to_bitplanes
 from rtaic.coding.context import BitContextModel
-from rtaic.coding.quantize import quantize_levels
+from rtaic.coding.quantize import dequantize, quantize_levels
 from rtaic.metrics import ciede2000, msssim_window, psnr
-from rtaic.nn.autoencoder import Architecture, Autoencoder, latent_channels_for
+from rtaic.nn.autoencoder import Architecture, Autoencoder, AutoencoderOutput, latent_channels_for
 from rtaic.nn.discriminator import MultiscaleDiscriminator
 from rtaic.training.acr import acr_penalty
 from rtaic.training.adversarial import (
@@ -77,17 +85,31 @@ class RTAICModule(pl.LightningModule):
         val_images_logged: int = 4,
         max_consecutive_skips: int = 50,
         adversarial: dict | None = None,
+        freeze_encoder: bool = False,
+        finetune_rdoq: float = 0.0,
+        architecture_from: str | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters()
         arch = dict(architecture)
+        if architecture_from:
+            from rtaic.checkpoint import load_networks
+
+            arch = load_networks(architecture_from).autoencoder.architecture.to_dict()
         if arch.get("latent_channels") is None:
             arch["latent_channels"] = latent_channels_for(
                 target_bpp, total_to_target_ratio, arch.get("latent_stride_log2", 3), arch.get("bits", 6)
             )
         self.architecture = Architecture.from_dict(arch)
         self.autoencoder = Autoencoder(self.architecture)
+        if finetune_rdoq < 0:
+            raise ValueError(f"finetune_rdoq must be >= 0, got {finetune_rdoq}")
+        if freeze_encoder and not architecture_from:
+            raise ValueError("freeze_encoder finetunes a trained model: give its checkpoint as "
+                             "architecture_from (experiment=finetune_quantized: init_from=CKPT)")
+        if freeze_encoder:
+            self.autoencoder.encoder.requires_grad_(False)
         self.context_model = BitContextModel(self.architecture.latent_channels, self.architecture.bits)
         self.register_buffer("acr_alpha", torch.tensor(1.0))
         self.register_buffer("skipped_steps", torch.tensor(0, dtype=torch.long))
@@ -117,6 +139,38 @@ class RTAICModule(pl.LightningModule):
         bpp = self.estimated_bpp(out.y, x.shape[-2] * x.shape[-1])
         return {"out": out, "rec": rec, "msssim": msssim.mean(), "acr": penalty, "bpp": bpp.mean()}
 
+    # -- quantization-aware finetuning (frozen encoder) ---------------------------------
+    @torch.no_grad()
+    def inference_latents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(y, levels, q) as the codec makes them from a batch: the encoder's latent, the
+        hard quantizer's integer levels (RDOQ at ``finetune_rdoq`` with the current context
+        model and decoder when > 0) and their values. No gradient reaches the encoder."""
+        bits = self.architecture.bits
+        y = self.autoencoder.encode(x)
+        levels = quantize_levels(y, bits)
+        lam = float(self.hparams.finetune_rdoq)
+        if lam > 0:
+            from rtaic.coding.rdoq import channel_weights, rdoq_levels
+
+            table = self.context_model.probability_table()
+            weights = channel_weights(self.autoencoder)
+            levels = rdoq_levels(levels.cpu(), y.float().cpu(), self.context_model, table, lam, weights)
+            levels = levels.to(y.device)
+        return y, levels, dequantize(levels, bits, y.dtype)
+
+    def quantized_losses(self, x: torch.Tensor) -> dict:
+        """:meth:`reconstruction_losses` on the inference latents: the decoder and the
+        context model learn what the codec will give them; no ACR (the encoder is fixed)."""
+        y, levels, q = self.inference_latents(x)
+        x_hat = self.autoencoder.decode(q, x.shape[-2:])
+        rec, msssim = distortion_loss(
+            x_hat, x, self.architecture.color_space, self.train_window, self.hparams.l1_weight
+        )
+        planes = to_bitplanes(levels, self.architecture.bits)
+        bpp = self.context_model(planes) / (x.shape[-2] * x.shape[-1])
+        return {"out": AutoencoderOutput(x_hat, y, q), "rec": rec, "msssim": msssim.mean(),
+                "acr": torch.zeros((), device=x.device), "bpp": bpp.mean()}  # fmt: skip
+
     # -- training ---------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         opts = self.optimizers()
@@ -124,7 +178,10 @@ class RTAICModule(pl.LightningModule):
         scheds = self.lr_schedulers()
         scheds = scheds if isinstance(scheds, list) else [scheds]
         opt_g, sched_g = opts[0], scheds[0]
-        r = self.reconstruction_losses(batch)
+        if self.hparams.freeze_encoder:
+            r = self.quantized_losses(batch)
+        else:
+            r = self.reconstruction_losses(batch)
         loss_g = r["rec"] + self.acr_alpha * r["acr"]
         loss = loss_g + r["bpp"]
         if not torch.isfinite(loss):
@@ -249,11 +306,17 @@ class RTAICModule(pl.LightningModule):
 
     # -- validation -------------------------------------------------------------------
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        out = self.autoencoder(batch)
-        x_hat = out.x_hat.clamp(0, 1)
+        if self.hparams.freeze_encoder:  # what the codec gives (RDOQ included)
+            _, levels, q = self.inference_latents(batch)
+            x_hat = self.autoencoder.decode(q, batch.shape[-2:]).clamp(0, 1)
+            planes = to_bitplanes(levels, self.architecture.bits)
+            bpp = (self.context_model(planes) / (batch.shape[-2] * batch.shape[-1])).mean()
+        else:
+            out = self.autoencoder(batch)
+            x_hat = out.x_hat.clamp(0, 1)
+            bpp = self.estimated_bpp(out.y, batch.shape[-2] * batch.shape[-1]).mean()
         cs = self.architecture.color_space
         score = msssim_loss(x_hat, batch, cs, msssim_window(min(batch.shape[-2:])))[1].mean()
-        bpp = self.estimated_bpp(out.y, batch.shape[-2] * batch.shape[-1]).mean()
         target = self.hparams.target_bpp
         # model selection: MS-SSIM, minus a penalty for overshooting the target by > 10 %
         rd_score = score - max(0.0, float(bpp) / target - 1.1)
@@ -293,11 +356,14 @@ class RTAICModule(pl.LightningModule):
     def configure_optimizers(self):
         """One Adam over two parameter groups (autoencoder; context model), so that a
         training step is one optimizer step (Lightning counts global_step in those).
-        The autoencoder's lr drops by lr_gamma at each milestone; the context model's not."""
+        The autoencoder's lr drops by lr_gamma at each milestone; the context model's not.
+        With ``freeze_encoder`` the first group is the decoder only: the encoder is never
+        stepped."""
         hp = self.hparams
+        trained = self.autoencoder.decoder if hp.freeze_encoder else self.autoencoder
         opt_g = torch.optim.Adam(
             [
-                {"params": self.autoencoder.parameters(), "lr": hp.lr},
+                {"params": trained.parameters(), "lr": hp.lr},
                 {"params": self.context_model.parameters(), "lr": hp.context_lr},
             ]
         )

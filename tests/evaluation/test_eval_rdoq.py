@@ -1,0 +1,52 @@
+"""The evaluation's RDOQ curve (``eval.py rdoq=LAMBDA``): learned_rdoq, real bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codec_helpers import make_checkpoint, photo
+from rtaic.codec import load_codec
+from rtaic.evaluation import learned
+from rtaic.evaluation.learned import RDOQ_CURVE, rdoq_name, split_rdoq, with_rdoq
+from rtaic.evaluation.summary import label
+
+
+def test_rdoq_names_round_trip(tmp_path):
+    name = rdoq_name("dir/rgb_bpp0.5.ckpt", 0.03)
+    assert name == "dir/rgb_bpp0.5+rdoq0.03.ckpt"
+    assert split_rdoq(name) == ("dir/rgb_bpp0.5.ckpt", 0.03)
+    assert split_rdoq(rdoq_name("m.ckpt", 2.5e-4)) == ("m.ckpt", 2.5e-4)
+    assert split_rdoq("dir/rgb_bpp0.5.ckpt") == ("dir/rgb_bpp0.5.ckpt", None)
+    real = tmp_path / "odd+rdoq1.ckpt"  # an existing file is itself, whatever its name
+    real.write_text("x")
+    assert split_rdoq(real) == (str(real), None)
+    with pytest.raises(ValueError):
+        rdoq_name("m.ckpt", 0)
+
+
+def test_with_rdoq_adds_the_learned_models_as_a_curve():
+    ours = {"learned": ["a.ckpt", "b.ckpt"], "learned_gan": ["g.ckpt"]}
+    out = with_rdoq(ours, 0.03)
+    assert out[RDOQ_CURVE] == ["a+rdoq0.03.ckpt", "b+rdoq0.03.ckpt"]
+    assert {k: v for k, v in out.items() if k != RDOQ_CURVE} == ours
+    assert with_rdoq(["a.ckpt"], 0.1) == {"learned": ["a.ckpt"], RDOQ_CURVE: ["a+rdoq0.1.ckpt"]}
+    assert with_rdoq(ours, None) is ours and with_rdoq(ours, 0) is ours
+    assert label(RDOQ_CURVE) == "Ours (rtaic, RDOQ)"
+
+
+def test_the_rdoq_curve_measures_real_rdoq_files(tmp_path):
+    ckpt = str(make_checkpoint(tmp_path / "tiny.ckpt"))
+    image_path = tmp_path / "img.png"
+    photo(64, 48, seed=7).save(image_path)
+    pairs = learned.curves_of(with_rdoq([ckpt], 2.0))
+    records = learned.measure_checkpoints(str(image_path), "img.png", "0" * 64, pairs)
+    by_curve = {r["codec"]: r for r in records}
+    assert set(by_curve) == {"learned", RDOQ_CURVE}
+    codec = load_codec(ckpt)
+    image = photo(64, 48, seed=7)
+    assert by_curve["learned"]["file_bytes"] == len(codec.compress(image))
+    assert by_curve[RDOQ_CURVE]["file_bytes"] == len(codec.compress(image, rdoq=2.0))
+    assert by_curve[RDOQ_CURVE]["file_bytes"] < by_curve["learned"]["file_bytes"]
+    assert Path(by_curve[RDOQ_CURVE]["quality"]).name == "tiny+rdoq2.ckpt"
