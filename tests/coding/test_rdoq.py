@@ -166,7 +166,6 @@ def test_channel_weights_of_the_patch_form_count_each_channels_block():
     """Architecture.patch: the linear path's transposed conv holds the latent channels in
     its first dimension; a channel whose block is painted twice as strongly weighs more."""
     from codec_helpers import TINY
-
     from rtaic.nn.autoencoder import Architecture, Autoencoder
 
     ae = Autoencoder(Architecture(**{**TINY.to_dict(), "patch": True}))
