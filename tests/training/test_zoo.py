@@ -81,9 +81,9 @@ def test_rounds_ladder_export_and_a_new_session_continuing(tmp_path, monkeypatch
 
     # the last round before an export: once per member, at the decayed learning rate
     args[1] = _recipe(tmp_path, steps=100)
-    zoo_runner.main(["train", "--only", "trunk", "--anneal", *args])
+    zoo_runner.main(["train", "--only", "trunk", "--anneal", "--round-steps", "1", *args])
     history = json.loads((work / "trunk" / "history.json").read_text())
-    assert [(h["from_step"], h["to_step"]) for h in history] == [(4, 6), (6, 8)]
+    assert [(h["from_step"], h["to_step"]) for h in history] == [(4, 6), (6, 7)]
     assert "model.lr_milestones=[2]" in history[-1]["command"]  # local run step 2 = total 6
     ckpt = torch.load(work / "trunk" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(3e-4 * 0.2)

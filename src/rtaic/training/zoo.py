@@ -145,9 +145,9 @@ def _source(member: Member, by_name: dict[str, Member]) -> str | None:
 
 
 def round_command(member: Member, cfg: dict, source: str | None, extra: list[str],
-                  anneal: bool = False) -> list[str]:  # fmt: skip
+                  anneal: bool = False, round_steps: int | None = None) -> list[str]:  # fmt: skip
     done = member.run_steps()
-    todo = min(member.round_steps, member.steps - member.total_steps())
+    todo = min(round_steps or member.round_steps, member.steps - member.total_steps())
     cmd = [sys.executable, "train.py", *member.overrides, *extra,
            f"hydra.run.dir={member.folder}", f"task_name=zoo_{member.name}",
            f"trainer.max_steps={done + todo}", f"trainer.val_check_interval={cfg['val_check_interval']}",
@@ -226,7 +226,7 @@ def train(args: argparse.Namespace) -> None:
             if found is not None:
                 m, source = found
                 m.begin()
-                cmd = round_command(m, cfg, source, args.overrides, args.anneal)
+                cmd = round_command(m, cfg, source, args.overrides, args.anneal, args.round_steps)
                 if args.anneal:
                     annealed.add(m.name)
                 target = int(next(c for c in cmd if c.startswith("trainer.max_steps=")).split("=")[1])
@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--only", nargs="*", help="members to train (default: all)")
     t.add_argument("--hours", type=float, help="stop starting rounds after this long")
     t.add_argument("--parallel", type=int, default=1, help="members trained at once (default 1)")
+    t.add_argument("--round-steps", type=int, help="steps per round for every member (e.g. a short --anneal)")
     t.add_argument("--anneal", action="store_true",
                    help="one last round per member at lr x lr_gamma (before an export)")  # fmt: skip
     t.add_argument("overrides", nargs="*", help="hydra overrides for every round (e.g. data.root=...)")
