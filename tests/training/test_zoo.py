@@ -133,5 +133,5 @@ def test_a_new_recipe_replaces_a_shipped_model_under_its_name(tmp_path, monkeypa
     # the replaced member's own bundled steps no longer count for it; the new one's do
     _, members = zoo_runner.load_members(config, models)
     by = {m.name: m for m in members}
-    assert by["trunk_patch"].bundled_entry()["member"] == "trunk_patch" and by["trunk_patch"].bundled_steps() == 2
+    assert by["trunk_patch"].bundled_entry()["member"] == "trunk_patch" and by["trunk_patch"].total_steps() == 2
     assert by["trunk"].bundled_entry() is None
