@@ -51,34 +51,9 @@ import torch
 from rtaic.coding.context import BitContextModel
 from rtaic.coding.embedded import sign_bucket
 from rtaic.coding.quantize import max_level
-from rtaic.coding.scan import FLAG_PROBABILITY
+from rtaic.coding.scan import FLAG_PROBABILITY, _eight_neighbours, _four_neighbours
 
 DEFAULT_PASSES = 2
-
-
-def _padded(a: np.ndarray) -> np.ndarray:
-    s, h, w = a.shape
-    ap = np.zeros((s, h + 2, w + 2), dtype=np.int16)
-    ap[:, 1:-1, 1:-1] = a
-    return ap
-
-
-def _four(a: np.ndarray) -> np.ndarray:
-    ap = _padded(a)
-    out = ap[:, :-2, 1:-1] + ap[:, 1:-1, :-2]
-    out += ap[:, 1:-1, 2:]
-    out += ap[:, 2:, 1:-1]
-    return out
-
-
-def _eight(a: np.ndarray) -> np.ndarray:
-    ap = _padded(a)
-    rows = ap[:, :, :-2] + ap[:, :, 1:-1]
-    rows += ap[:, :, 2:]
-    out = rows[:, :-2] + rows[:, 1:-1]
-    out += rows[:, 2:]
-    out -= ap[:, 1:-1, 1:-1]
-    return out
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
@@ -111,8 +86,8 @@ def _neighbour_value(now: np.ndarray, neg: np.ndarray) -> np.ndarray:
     so far, else 2 + sign of the sum of their signs."""
     significant = (now > 0).astype(np.int16)
     negative = significant & neg
-    count = _four(significant)
-    balance = count - 2 * _four(negative)  # positives - negatives
+    count = _four_neighbours(significant)
+    balance = count - 2 * _four_neighbours(negative)  # positives - negatives
     value = np.sign(balance).astype(np.int32) + 2
     value[count == 0] = 0
     return value
@@ -176,8 +151,8 @@ class RateModel:
         now = mag >> shift
         bit = now & 1
         idx = self._bucket.take(above)
-        idx += self._sig.take(_eight((above > 0).astype(np.int16)))
-        idx += self._cur.take(_four(bit)) * odd
+        idx += self._sig.take(_eight_neighbours((above > 0).astype(np.int16)))
+        idx += self._cur.take(_four_neighbours(bit)) * odd
         idx += bit
         idx += 128 * (p * self.channels + ch)
         cost = self.cost.take(idx)
