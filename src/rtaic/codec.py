@@ -263,10 +263,7 @@ def _encode_branches(encoder, x: torch.Tensor, pool: ThreadPoolExecutor | None) 
     def finest():
         return encoder.align[0](encoder.extract[0](image))
 
-    def lowpass():
-        return encoder.linear(image)
-
-    jobs = [pool.submit(_one_thread, finest), pool.submit(_one_thread, lowpass)] if pool else None
+    jobs = [pool.submit(_one_thread, finest), pool.submit(_one_thread, encoder.linear, image)] if pool else None
     try:
         total = None
         for m in range(1, encoder.scales):
@@ -278,7 +275,7 @@ def _encode_branches(encoder, x: torch.Tensor, pool: ThreadPoolExecutor | None) 
         if total is None:
             total = jobs[0].result() if jobs else finest()
         pre = encoder.joint(total)
-        low = jobs[1].result() if jobs else lowpass()
+        low = jobs[1].result() if jobs else encoder.linear(image)
     finally:
         for job in jobs or ():
             job.cancel()
@@ -300,10 +297,7 @@ def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) 
     def finest():
         return decoder.refine[0](decoder.unalign[0](z))
 
-    def lowpass():
-        return decoder.linear(q)
-
-    jobs = [pool.submit(_one_thread, finest), pool.submit(_one_thread, lowpass)] if pool else None
+    jobs = [pool.submit(_one_thread, finest), pool.submit(_one_thread, decoder.linear, q)] if pool else None
     try:
         r = None
         for m in reversed(range(1, decoder.scales)):
@@ -312,7 +306,7 @@ def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) 
         h0 = jobs[0].result() if jobs else finest()
         r = h0 if r is None else decoder.up[0](r).add_(h0)
         out = decoder.out(r).add_(0.5)
-        low = jobs[1].result() if jobs else lowpass()
+        low = jobs[1].result() if jobs else decoder.linear(q)
     finally:
         for job in jobs or ():
             job.cancel()
