@@ -57,11 +57,16 @@ class Member:
         """The name it is shipped under (a new recipe can replace a model, name kept)."""
         return self.export_as or self.name
 
+    def owns(self, entry: dict) -> bool:
+        """Whether a manifest entry under this member's name is its own export (entries
+        written before members were recorded belong to the member of that name)."""
+        return entry.get("member", self.product) == self.name
+
     def bundled_entry(self) -> dict | None:
         """The manifest entry of this member's own earlier export (previous sessions); None
         when the package ships none or ships another recipe under the name."""
         entry = zoo.manifest(self.models_dir)["models"].get(self.product)
-        return entry if entry and entry.get("member", self.product) == self.name else None
+        return entry if entry and self.owns(entry) else None
 
     @property
     def last(self) -> Path:
@@ -262,7 +267,7 @@ def export(args: argparse.Namespace) -> None:
         if (args.only and m.name not in args.only) or not m.last.is_file() or not m.export:
             continue
         entry = man["models"].get(m.product, {})
-        if entry.get("member", m.product) != m.name:  # a new recipe replaces the shipped model
+        if entry and not m.owns(entry):  # a new recipe replaces the shipped model
             entry = {"replaced": entry.get("replaced", []) + [{k: entry.get(k) for k in
                      ("member", "fingerprint", "steps", "recipe", "val") if k in entry}]}  # fmt: skip
         file = f"{m.product}.ckpt"
