@@ -197,3 +197,32 @@ def test_the_low_pass_path_becomes_its_patch_form_exactly(widen):
             torch.testing.assert_close(dst(x).x_hat, src(x).x_hat)
         else:
             assert (dst(x).x_hat - src(x).x_hat).abs().mean() < 0.01
+
+
+@pytest.mark.parametrize("patch", [False, True])
+def test_an_rgb_model_rewritten_for_ycbcr_computes_the_same_images(patch):
+    """state_in_color_space folds the colour map into the layers that read and paint the
+    image: the YCbCr model decodes any latent to the RGB model's pixels, encodes the same
+    latent away from the border (where zero padding reads another colour), and the map
+    back to RGB restores the weights."""
+    from rtaic.training.runner import state_in_color_space
+
+    torch.manual_seed(0)
+    arch = dict(BASE, latent_channels=5, lowpass=True, patch=patch)
+    rgb = Autoencoder(Architecture(**arch)).eval()
+    for p in rgb.parameters():  # biases away from zero, so that a wrong offset shows
+        p.data.add_(0.05 * torch.randn_like(p))
+    state = {f"autoencoder.{k}": v for k, v in rgb.state_dict().items()}
+    converted = state_in_color_space(state, "rgb", "ycbcr")
+    ycc = _load(Autoencoder(Architecture(**arch, color_space="ycbcr")), converted)
+    x = torch.rand(2, 3, 96, 112)
+    with torch.no_grad():
+        q = torch.round(torch.rand(2, 5, 12, 14) * 62 - 31) / 32
+        torch.testing.assert_close(ycc.decode(q, (96, 112)), rgb.decode(q, (96, 112)), atol=1e-5, rtol=1e-5)
+        y_rgb, y_ycc = rgb.encode(x), ycc.encode(x)
+        # the padding's reach: one latent cell, then two 3x3 convs of the joint layers
+        torch.testing.assert_close(y_ycc[..., 3:-3, 3:-3], y_rgb[..., 3:-3, 3:-3], atol=1e-5, rtol=1e-5)
+        assert (y_ycc - y_rgb).abs().max() > 1e-4  # the border does differ: the test can see it
+    back = state_in_color_space(converted, "ycbcr", "rgb")
+    for name, tensor in state.items():
+        torch.testing.assert_close(back[name], tensor, atol=1e-6, rtol=1e-5)

@@ -73,6 +73,62 @@ _LATENT_WRITERS = ("autoencoder.encoder.joint.", "autoencoder.encoder.lowpass.")
 _LATENT_READERS = ("autoencoder.decoder.joint.0.weight", "autoencoder.decoder.lowpass.weight")
 
 
+# The layers that read the image or paint the output: a change of the network's colour
+# space is an affine map on their channel axis, folded into their weights and biases.
+_IMAGE_READERS = ("autoencoder.encoder.lowpass", "autoencoder.encoder.down.0.0", "autoencoder.encoder.extract.0.0")
+_IMAGE_WRITERS = ("autoencoder.decoder.out", "autoencoder.decoder.lowpass")
+
+
+def _affine_between(source: str, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, p) with x_source = P x_target + p for images in the named colour spaces."""
+    from rtaic.color import from_space, to_space
+
+    basis = torch.cat([torch.zeros(1, 3), torch.eye(3)]).to(torch.float64).view(4, 3, 1, 1)
+    mapped = to_space(from_space(basis, target), source).view(4, 3)  # target -> RGB -> source
+    offset = mapped[0]
+    return (mapped[1:] - offset).T, offset
+
+
+def state_in_color_space(state: dict, source: str, target: str) -> dict:
+    """A model's state rewritten to work in another colour space and compute the same.
+
+    The network reads and paints images in its colour space; an RGB model becomes a YCbCr
+    one (or back) by folding the affine colour map into the first layers that read the
+    image and the last ones that paint it. Exact except where a convolution's zero
+    padding reads beyond the image border (the padded zeros mean another colour there),
+    so a YCbCr model can start from a better-trained RGB one at its quality.
+    """
+    if source == target:
+        return dict(state)
+    P, p = _affine_between(source, target)  # x_source = P x_target + p
+    Q, q = _affine_between(target, source)  # x_target = Q x_source + q
+    centre = torch.full((3,), 0.5, dtype=torch.float64)  # the linear path reads image - 0.5
+    out = dict(state)
+    for layer in _IMAGE_READERS:
+        w, b = state.get(f"{layer}.weight"), state.get(f"{layer}.bias")
+        if w is None:
+            continue
+        w64 = w.to(torch.float64)
+        shift = p - centre + P @ centre if layer.endswith("lowpass") else p
+        out[f"{layer}.weight"] = torch.einsum("ojhw,ji->oihw", w64, P).to(w.dtype)
+        out[f"{layer}.bias"] = (b.to(torch.float64) + torch.einsum("ojhw,j->o", w64, shift)).to(b.dtype)
+    for layer in _IMAGE_WRITERS:
+        w, b = state.get(f"{layer}.weight"), state.get(f"{layer}.bias")
+        if w is None:
+            continue
+        w64 = w.to(torch.float64)
+        if layer.endswith("lowpass") and w.shape[1] == 3 and w.shape[-1] > 1:  # transposed: (in, out, k, k)
+            out[f"{layer}.weight"] = torch.einsum("ij,cjhw->cihw", Q, w64).to(w.dtype)
+            out[f"{layer}.bias"] = (Q @ b.to(torch.float64)).to(b.dtype)
+            continue
+        out[f"{layer}.weight"] = torch.einsum("ij,jchw->ichw", Q, w64).to(w.dtype)
+        bias = Q @ b.to(torch.float64)
+        if layer.endswith(".out"):  # the decoder adds 0.5 after this layer
+            bias = bias + Q @ centre + q - centre
+        out[f"{layer}.bias"] = bias.to(b.dtype)
+    return out
+
+
 def _duplicate_channels(state: dict, source: dict, width: int, noise: float, seed: int) -> list[str]:
     """Fill latent channels n..width of ``state`` with copies of the source's most read
     channels (net2wider). The encoder rows are copied, plus ``noise`` x their mean
@@ -184,9 +240,23 @@ def warm_start_state(
     return state, partial
 
 
+def _color_space_of(checkpoint: dict) -> str | None:
+    """The colour space a training or exported checkpoint's network works in."""
+    for record in (checkpoint.get("rtaic"), checkpoint.get("hyper_parameters")):
+        if isinstance(record, dict) and isinstance(record.get("architecture"), dict):
+            return record["architecture"].get("color_space", "rgb")
+    return None
+
+
 def load_warm_start(model: pl.LightningModule, path: str, widen: str = "zero", seed: int = 0) -> None:
     """Initialise weights from another checkpoint (see :func:`warm_start_state`)."""
-    source = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    source = checkpoint["state_dict"]
+    space = _color_space_of(checkpoint)
+    target_space = model.architecture.color_space if hasattr(model, "architecture") else space
+    if space is not None and target_space is not None and space != target_space:
+        source = state_in_color_space(source, space, target_space)
+        log.info("warm start: %s model rewritten to work in %s", space, target_space)
     transposed = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.ConvTranspose2d)}
     state, partial = warm_start_state(source, model.state_dict(), widen, seed, transposed)
     model.load_state_dict(state)
