@@ -272,3 +272,60 @@ def test_missing_low_bits_are_reconstructed_at_the_middle_of_their_interval():
                 assert abs(v) == (lo + hi) / 2 and np.sign(v) == np.sign(level)
     all_known = torch.full(levels.shape, BITS - 1, dtype=torch.uint8)
     assert torch.equal(partial_levels(planes, all_known), from_bitplanes(planes).float())
+
+
+def test_neighbour_signs_table_equals_the_two_sums():
+    """The packed sum + table of _neighbour_signs against the definition: a count of the
+    non-zero 4-neighbours and the sign of the sum of their signs (random arrays, also
+    signs set where the value is still zero, which must not count); and the sub-grid
+    neighbour sums the scan takes against the whole plane's."""
+    from rtaic.coding.embedded import SUBGRIDS, _four_neighbours_on, _neighbour_signs
+    from rtaic.coding.scan import _four_neighbours, _padded
+
+    rng = np.random.default_rng(7)
+    for t in range(60):
+        shape = tuple(int(x) for x in rng.integers(1, 10, 3))
+        now = (rng.integers(0, 9, shape) * (rng.random(shape) < 0.6)).astype(np.int16)
+        signs = (rng.random(shape) < 0.5).astype(np.uint8)
+        if t % 2:
+            signs *= (now > 0).astype(np.uint8)
+        significant = now > 0
+        count = _four_neighbours(significant)
+        balance = _four_neighbours(np.where(signs == 1, -1, 1) * significant)
+        expected = np.where(count == 0, 0, np.sign(balance) + 2)
+        got = _neighbour_signs(now, signs)
+        assert got.shape == shape and np.array_equal(got, expected)
+        padded = _padded(now)
+        for grids in SUBGRIDS:
+            for rows, cols in grids:  # the scan's sums on one sub-grid at a time
+                assert np.array_equal(_four_neighbours_on(padded, rows, cols),
+                                      _four_neighbours(now)[:, rows, cols])  # fmt: skip
+
+
+@pytest.mark.parametrize("shape, sparse", CASES[::3])
+def test_buffered_decoder_equals_the_decoder_with_cut_points(shape, sparse):
+    """A whole payload decodes through the buffers (re-encoded in one call at the end), or
+    with with_cuts=True bit group by bit group: the same planes, and the same payloads
+    refused (a flipped word, a missing or an extra word)."""
+    model = _model()
+    table = model.probability_table()
+    planes = _case(shape, sparse)
+    payload = encode_embedded(planes, model, table).payload()
+    fast = decode_embedded(payload, model, table, planes.shape)
+    slow = decode_embedded(payload, model, table, planes.shape, with_cuts=True)
+    assert fast.complete and torch.equal(fast.planes, planes) and torch.equal(slow.planes, planes)
+    words = np.frombuffer(payload, dtype="<u4")[1:]
+    bad = [words[:-1], np.append(words, 1)]
+    flip = np.uint32(0x9E3779B9)
+    bad += [np.where(np.arange(words.size) == i, words ^ flip, words) for i in range(words.size)]
+    for w in bad:
+        outcomes = []
+        for with_cuts in (False, True):
+            try:
+                forged = _forged(COMPLETE, w)
+                outcomes.append(decode_embedded(forged, model, table, planes.shape, with_cuts=with_cuts).planes)
+            except BitstreamError:
+                outcomes.append(None)
+        assert (outcomes[0] is None) == (outcomes[1] is None)
+        if outcomes[0] is not None:
+            assert torch.equal(outcomes[0], outcomes[1])

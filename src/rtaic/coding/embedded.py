@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from rtaic.coding.context import BitContextModel
-from rtaic.coding.scan import _bucket, _eight_neighbours, _four_neighbours, slice_view
+from rtaic.coding.scan import _bucket, _eight_neighbours, _four_neighbours, _padded, slice_view
 
 # (rows, columns) slices of the two sub-grids of each parity, in coding order.
 SUBGRIDS = (
@@ -127,41 +127,55 @@ class EmbeddedScan:
         pieces = pieces_per_unit(k)
         for parity in (0, 1):
             if parity == 0:
-                ctx, now = base, mag  # neighbours (parity 1) so far: planes above p
+                now, cur = mag, None  # neighbours (parity 1) so far: planes above p
             else:  # the parity-0 bits of plane p are all known now
                 bits = plane[active]
-                cur = _four_neighbours(bits)
-                np.minimum(cur, 2, out=cur)
-                ctx = base + cur + 1
+                cur = _padded(bits)
                 now = (mag << 1) | bits  # neighbours (parity 0) so far: planes 0 .. p
-            sctx = sign_base + 4 * _neighbour_signs(now, signs[active])
+            around = _padded(_sign_weights(now, signs[active]))
             for rows, cols in SUBGRIDS[parity]:
                 # the sub-grid of every active slice, flat: (k, n) positions, row-major
-                grid_bits = plane[active][:, rows, cols].reshape(k, -1).copy()
-                grid_signs = signs[active][:, rows, cols].reshape(k, -1).copy()
-                grid_ctx = np.ascontiguousarray(ctx[:, rows, cols]).reshape(k, -1)
+                # (strided first, then the active slices: copies a quarter of the planes;
+                # neighbour sums only on the sub-grid; contexts as intp, which numpy's
+                # take uses without converting)
+                grid_bits = plane[:, rows, cols][active].reshape(k, -1)
+                grid_signs = signs[:, rows, cols][active].reshape(k, -1)
+                grid_ctx = base[:, rows, cols]
+                if cur is not None:
+                    near = _four_neighbours_on(cur, rows, cols)
+                    np.minimum(near, 2, out=near)
+                    grid_ctx = grid_ctx + near + 1
+                grid_ctx = np.ascontiguousarray(grid_ctx, dtype=np.intp).reshape(k, -1)
                 grid_zero = (mag[:, rows, cols] == 0).reshape(k, -1)
-                grid_sctx = np.ascontiguousarray(sctx[:, rows, cols]).reshape(k, -1)
-                bounds = piece_bounds(grid_bits.shape[1], pieces)
-                go_on = True
-                for j in range(k):
-                    for lo, hi in bounds:
-                        bits = coder.code(grid_bits[j, lo:hi], grid_ctx[j, lo:hi])
-                        grid_bits[j, lo:hi] = bits
-                        new = np.flatnonzero(grid_zero[j, lo:hi] & (bits == 1))
-                        if new.size:  # first non-zero in this plane: their signs
-                            new += lo
-                            grid_signs[j, new] = coder.code(grid_signs[j, new], grid_sctx[j, new])
-                        if not coder.unit_done():
-                            go_on = False
-                            break
-                    if not go_on:
-                        break
+                value = _VALUE.take(_four_neighbours_on(around, rows, cols))
+                grid_sctx = (sign_base + 4 * value).astype(np.intp).reshape(k, -1)
+                go_on = self._units(coder, grid_bits, grid_signs, grid_ctx, grid_zero, grid_sctx,
+                                    piece_bounds(grid_bits.shape[1], pieces))  # fmt: skip
                 view = plane[:, rows, cols]  # write the sub-grid back (decoder: what it has)
                 view[active] = grid_bits.reshape(view[active].shape)
                 view = signs[:, rows, cols]
                 view[active] = grid_signs.reshape(view[active].shape)
                 if not go_on:
+                    return False
+        return True
+
+    @staticmethod
+    def _units(coder: UnitCoder, grid_bits: np.ndarray, grid_signs: np.ndarray, grid_ctx: np.ndarray,
+               grid_zero: np.ndarray, grid_sctx: np.ndarray, bounds: list[tuple[int, int]]) -> bool:  # fmt: skip
+        """The units of one sub-grid, slice by slice and piece by piece (filled in place);
+        False if the coder stopped the scan. The hot loop of both sides (about 600 units
+        and 1100 coder calls per Kodak image), so it keeps to a few numpy calls per unit."""
+        code, unit_done = coder.code, coder.unit_done
+        slices = zip(grid_bits, grid_signs, grid_ctx, grid_zero, grid_sctx, strict=True)
+        for gb, gs, gc, gz, gsc in slices:
+            for lo, hi in bounds:
+                bits = code(gb[lo:hi], gc[lo:hi])
+                gb[lo:hi] = bits
+                new = (gz[lo:hi] & bits).nonzero()[0]  # first non-zero in this plane: their signs
+                if new.size:
+                    new += lo
+                    gs[new] = code(gs[new], gsc[new])
+                if not unit_done():
                     return False
         return True
 
@@ -177,14 +191,39 @@ def piece_bounds(n: int, pieces: int) -> list[tuple[int, int]]:
     return [(i * n // pieces, (i + 1) * n // pieces) for i in range(pieces)]
 
 
+# _sign_weights by 2 * (non-zero so far) + sign bit; the neighbour value of every sum of four
+_SIGN_WEIGHT = np.array([0, 0, 17, 15], dtype=np.int16)
+_VALUE = np.array([0 if (t + 8) >> 4 == 0 else int(np.sign(t - 16 * ((t + 8) >> 4))) + 2
+                   for t in range(4 * 17 + 1)], dtype=np.int16)  # fmt: skip
+
+
+def _sign_weights(now: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """What each position adds to its neighbours' sign sum: 0 while zero so far, else 16 +
+    its sign (17 | 15), so that a sum of four is 16 * count + balance, |balance| <= count."""
+    index = (now > 0).view(np.uint8) << 1
+    index |= signs
+    return _SIGN_WEIGHT.take(index)
+
+
 def _neighbour_signs(now: np.ndarray, signs: np.ndarray) -> np.ndarray:
     """The neighbour value of a sign context: 0 where none of the 4 neighbours is non-zero
-    so far, else 2 + (sign of the sum of their signs, -1 | 0 | +1) = 1 | 2 | 3."""
-    significant = now > 0
-    signed = np.where(signs == 1, -1, 1).astype(np.int16) * significant
-    value = np.sign(_four_neighbours(signed)) + 2
-    value[_four_neighbours(significant) == 0] = 0
-    return value
+    so far, else 2 + (sign of the sum of their signs, -1 | 0 | +1) = 1 | 2 | 3.
+
+    One neighbour sum of :func:`_sign_weights` (0 .. 68) and one table give both; the scan
+    takes the same sum on each sub-grid only (:func:`_four_neighbours_on`).
+    """
+    return _VALUE.take(_four_neighbours(_sign_weights(now, signs)))
+
+
+def _four_neighbours_on(padded: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """:func:`~rtaic.coding.scan._four_neighbours` at the positions (rows, cols) of a
+    sub-grid only, from the zero-bordered (S, H + 2, W + 2) array: half the work of the
+    whole plane for the two sub-grids of a parity."""
+    h, w = padded.shape[1] - 2, padded.shape[2] - 2
+    out = padded[:, 0:h, 1 : w + 1][:, rows, cols] + padded[:, 1 : h + 1, 0:w][:, rows, cols]
+    out += padded[:, 1 : h + 1, 2 : w + 2][:, rows, cols]
+    out += padded[:, 2 : h + 2, 1 : w + 1][:, rows, cols]
+    return out
 
 
 def unit_count(flags: np.ndarray) -> int:
