@@ -163,3 +163,36 @@ def test_patch_form_of_the_linear_path_decodes_what_the_encoder_predicts(tmp_pat
     # the tiles join without seams: the margin covers the synthesis's one-cell overhang
     seam = np.abs(np.asarray(tiled_result.reconstruction, np.float64) - expected).mean()
     assert seam < 2.0, seam
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_either_precision_decodes_what_its_encoder_predicts_and_they_agree(precision):
+    """The decoder trunk in bfloat16 (the default where the CPU has bfloat16 units) or in
+    float32: the same file (the encoder does not depend on it), each decoder equal to its
+    own encoder's reconstruction, the two within one level of each other on a photo, and
+    the same model fingerprint."""
+    path = zoo.default_model()
+    if path is None:
+        pytest.skip("no bundled default model")
+    reference = load_codec(path, precision="float32")
+    codec = load_codec(path, precision=precision)
+    assert codec.precision == precision and codec.fingerprint == reference.fingerprint
+    image = _photo("astronaut").resize((256, 192))
+    data = codec.compress(image)
+    assert data == reference.compress(image)
+    result = codec.encode(image, reconstruct=True)
+    decoded = np.asarray(codec.decompress(data)).astype(int)
+    assert np.array_equal(decoded, np.asarray(result.reconstruction))
+    diff = np.abs(decoded - np.asarray(reference.decompress(data)).astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.2
+    if precision == "bfloat16":
+        assert diff.max() > 0  # a different computation: the test sees which one ran
+
+
+def test_precision_is_checked():
+    from rtaic.codec import synthesis_precision
+
+    assert synthesis_precision("float32") == "float32"
+    assert synthesis_precision("auto") in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="precision"):
+        synthesis_precision("fp16")

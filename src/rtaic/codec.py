@@ -292,7 +292,7 @@ def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) 
     made in place, and the output stays channels-last (the canvas wants HWC).
     :meth:`Codec._branches_match` checks it against the module before first use."""
     q = q.contiguous(memory_format=torch.channels_last)
-    z = decoder.joint(q)
+    z = decoder.joint(q.to(decoder.trunk_dtype))
 
     def finest():
         return decoder.refine[0](decoder.unalign[0](z))
@@ -305,7 +305,7 @@ def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) 
             r = h if r is None else decoder.up[m](r).add_(h)
         h0 = jobs[0].result() if jobs else finest()
         r = h0 if r is None else decoder.up[0](r).add_(h0)
-        out = decoder.out(r).add_(0.5)
+        out = decoder.out(r.to(decoder.out.weight.dtype)).add_(0.5)
         low = jobs[1].result() if jobs else decoder.linear(q)
     finally:
         for job in jobs or ():
@@ -313,12 +313,36 @@ def _decode_branches(decoder, q: torch.Tensor, pool: ThreadPoolExecutor | None) 
     return out if low is None else out.add_(low)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def synthesis_precision(precision: str = "auto") -> str:
+    """The decoder trunk's precision: ``auto`` is bfloat16 where the CPU has bfloat16
+    matrix instructions (AMX or AVX512-BF16: there its convolutions take about 2/3 of the
+    float32 time), else float32 (emulated bfloat16 would be slower). The environment
+    variable RTAIC_PRECISION overrides ``auto``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = os.environ.get("RTAIC_PRECISION", "auto")
+        if precision not in PRECISIONS:
+            raise ValueError(f"RTAIC_PRECISION must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    try:
+        native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    except AttributeError:  # a torch without these probes
+        native = False
+    return "bfloat16" if native else "float32"
+
+
 class Codec:
     """compress(PIL image) -> bytes and decompress(bytes) -> PIL image of the same size and
     mode, for one trained model. Inference only, on the CPU."""
 
     def __init__(
-        self, networks: CodecNetworks, tile: int = DEFAULT_TILE, margin: int = DEFAULT_MARGIN
+        self, networks: CodecNetworks, tile: int = DEFAULT_TILE, margin: int = DEFAULT_MARGIN,
+        precision: str = "auto",
     ) -> None:
         self.networks = networks
         self.autoencoder = networks.autoencoder.eval().cpu()
@@ -338,6 +362,10 @@ class Codec:
         _tune_malloc()
         self._branches_ok: bool | None = None  # _encode/_decode_branches == modules (checked once)
         self._rdoq: tuple[RateModel, np.ndarray] | None = None  # rate model, channel weights
+        self._channel_weights = channel_weights(self.autoencoder)  # of the float32 weights
+        self.precision = synthesis_precision(precision)
+        if self.precision == "bfloat16":  # after the fingerprint: it names the float32 model
+            self.autoencoder.decoder.with_bfloat16_trunk()
 
     # -- geometry -----------------------------------------------------------------------
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -477,7 +505,7 @@ class Codec:
         """The levels RDOQ codes instead of ``levels`` (quantized from ``latent``), with
         this model's context model, probability table and decoder channel weights."""
         if self._rdoq is None:
-            self._rdoq = (RateModel(self.context_model, self.table), channel_weights(self.autoencoder))
+            self._rdoq = (RateModel(self.context_model, self.table), self._channel_weights)
         rate, weights = self._rdoq
         return rdoq_levels(levels, latent, self.context_model, self.table, lam, weights, passes, rate)
 

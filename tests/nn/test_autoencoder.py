@@ -78,3 +78,28 @@ def test_lowpass_path_carries_the_mean_colour_of_each_latent_cell_linearly():
     low = torch.einsum("oc,nchw->nohw", wd, y) + bd[:, None, None]
     expected = 0.5 + torch.nn.functional.interpolate(low, scale_factor=s, mode="bilinear")
     torch.testing.assert_close(model.decode(y, (64, 96)), expected)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (1, 21, 1, 1), (1, 3, 7, 2)])
+def test_lapped_synthesis_is_the_cropped_transposed_convolution(shape):
+    """The patch form's matmul-and-quadrants synthesis equals the transposed convolution
+    it stands for (padded by one replicated cell, cropped to the cells), values and
+    gradients, for any latent size, 1x1 included."""
+    import torch.nn.functional as F
+
+    from rtaic.nn.decoder import lapped_synthesis
+
+    torch.manual_seed(0)
+    s = 4
+    q = torch.randn(*shape, requires_grad=True)
+    weight = torch.randn(shape[1], 3, 2 * s, 2 * s, requires_grad=True)
+    bias = torch.randn(3, requires_grad=True)
+    got = lapped_synthesis(q, weight, bias, s)
+    full = F.conv_transpose2d(F.pad(q, (1, 1, 1, 1), mode="replicate"), weight, bias, stride=s)
+    c = s + s // 2
+    want = full[..., c : c + shape[2] * s, c : c + shape[3] * s]
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(want)
+    grads = torch.autograd.grad((got * g).sum(), (q, weight, bias))
+    for a, b in zip(grads, torch.autograd.grad((want * g).sum(), (q, weight, bias))):
+        torch.testing.assert_close(a, b)
