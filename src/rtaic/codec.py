@@ -35,6 +35,7 @@ the longest cut of ``data`` that fits, ``truncate(data, N)`` writes it as a file
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -364,7 +365,8 @@ class Codec:
         self._rdoq: tuple[RateModel, np.ndarray] | None = None  # rate model, channel weights
         self._channel_weights = channel_weights(self.autoencoder)  # of the float32 weights
         self.precision = synthesis_precision(precision)
-        if self.precision == "bfloat16":  # after the fingerprint: it names the float32 model
+        if self.precision == "bfloat16":  # a copy: ``networks`` stays the float32 model
+            self.autoencoder = copy.deepcopy(self.autoencoder)
             self.autoencoder.decoder.with_bfloat16_trunk()
 
     # -- geometry -----------------------------------------------------------------------
