@@ -101,5 +101,5 @@ def test_lapped_synthesis_is_the_cropped_transposed_convolution(shape):
     torch.testing.assert_close(got, want)
     g = torch.randn_like(want)
     grads = torch.autograd.grad((got * g).sum(), (q, weight, bias))
-    for a, b in zip(grads, torch.autograd.grad((want * g).sum(), (q, weight, bias))):
+    for a, b in zip(grads, torch.autograd.grad((want * g).sum(), (q, weight, bias)), strict=True):
         torch.testing.assert_close(a, b)

@@ -82,7 +82,7 @@ class Decoder(nn.Module):
         """The non-linear trunk's dtype (see :meth:`with_bfloat16_trunk`)."""
         return self.joint[0].weight.dtype
 
-    def with_bfloat16_trunk(self) -> "Decoder":
+    def with_bfloat16_trunk(self) -> Decoder:
         """This decoder (in place) for inference with the trunk in bfloat16 and the output
         layer and the linear path in float32: on a CPU with bfloat16 matrix units (AMX)
         its convolutions take about 2/3 of the time, for a loss of about 0.0001 in
