@@ -363,7 +363,6 @@ class Codec:
         _tune_malloc()
         self._branches_ok: bool | None = None  # _encode/_decode_branches == modules (checked once)
         self._rdoq: tuple[RateModel, np.ndarray] | None = None  # rate model, channel weights
-        self._channel_weights = channel_weights(self.autoencoder)  # of the float32 weights
         self.precision = synthesis_precision(precision)
         if self.precision == "bfloat16":  # a copy: ``networks`` stays the float32 model
             self.autoencoder = copy.deepcopy(self.autoencoder)
@@ -507,7 +506,8 @@ class Codec:
         """The levels RDOQ codes instead of ``levels`` (quantized from ``latent``), with
         this model's context model, probability table and decoder channel weights."""
         if self._rdoq is None:
-            self._rdoq = (RateModel(self.context_model, self.table), self._channel_weights)
+            # the float32 model's weights (the codec's decoder may run in bfloat16)
+            self._rdoq = (RateModel(self.context_model, self.table), channel_weights(self.networks.autoencoder))
         rate, weights = self._rdoq
         return rdoq_levels(levels, latent, self.context_model, self.table, lam, weights, passes, rate)
 

@@ -49,9 +49,9 @@ import numpy as np
 import torch
 
 from rtaic.coding.context import BitContextModel
-from rtaic.coding.embedded import sign_bucket
+from rtaic.coding.embedded import _neighbour_signs, sign_bucket
 from rtaic.coding.quantize import max_level
-from rtaic.coding.scan import FLAG_PROBABILITY, _eight_neighbours, _four_neighbours
+from rtaic.coding.scan import FLAG_PROBABILITY, _bucket, _eight_neighbours, _four_neighbours
 
 DEFAULT_PASSES = 2
 
@@ -75,22 +75,6 @@ def _windows(a: int, b: int, h: int, w: int) -> list[tuple[slice, slice]]:
     gh, gw = len(range(a, h, 3)), len(range(b, w, 3))
     return [(slice(a + 1 + dy, a + 2 + dy + 3 * (gh - 1), 3), slice(b + 1 + dx, b + 2 + dx + 3 * (gw - 1), 3))
             for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # fmt: skip
-
-
-def _bucket(m: np.ndarray) -> np.ndarray:
-    return (m >= 1).astype(np.int32) + (m >= 2) + (m >= 4)
-
-
-def _neighbour_value(now: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """Sign context value (as embedded._neighbour_signs): 0 if no 4-neighbour is non-zero
-    so far, else 2 + sign of the sum of their signs."""
-    significant = (now > 0).astype(np.int16)
-    negative = significant & neg
-    count = _four_neighbours(significant)
-    balance = count - 2 * _four_neighbours(negative)  # positives - negatives
-    value = np.sign(balance).astype(np.int32) + 2
-    value[count == 0] = 0
-    return value
 
 
 class RateModel:
@@ -163,7 +147,7 @@ class RateModel:
             # the sign context sees, for parity 0, its (parity-1) neighbours' planes above p;
             # for parity 1, its (parity-0) neighbours' planes up to p
             seen = np.where(odd.astype(bool), above, now)
-            sctx = _neighbour_value(seen, neg) * 4 + (self.sign_offset + self.sign_buckets[p])
+            sctx = _neighbour_signs(seen, neg).astype(np.int32) * 4 + (self.sign_offset + self.sign_buckets[p])
             sctx += 16 * ch
             cost[first] += self.cost.take(2 * sctx[first] + neg[first])
         return cost

@@ -16,6 +16,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rtaic.color import from_space, to_space
+
 log = logging.getLogger(__name__)
 
 
@@ -81,8 +83,6 @@ _IMAGE_WRITERS = ("autoencoder.decoder.out", "autoencoder.decoder.lowpass")
 
 def _affine_between(source: str, target: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, p) with x_source = P x_target + p for images in the named colour spaces."""
-    from rtaic.color import from_space, to_space
-
     basis = torch.cat([torch.zeros(1, 3), torch.eye(3)]).to(torch.float64).view(4, 3, 1, 1)
     mapped = to_space(from_space(basis, target), source).view(4, 3)  # target -> RGB -> source
     offset = mapped[0]
@@ -117,7 +117,7 @@ def state_in_color_space(state: dict, source: str, target: str) -> dict:
         if w is None:
             continue
         w64 = w.to(torch.float64)
-        if layer.endswith("lowpass") and w.shape[1] == 3 and w.shape[-1] > 1:  # transposed: (in, out, k, k)
+        if layer.endswith("lowpass") and w.shape[-1] > 1:  # the patch form, transposed: (in, out, k, k)
             out[f"{layer}.weight"] = torch.einsum("ij,cjhw->cihw", Q, w64).to(w.dtype)
             out[f"{layer}.bias"] = (Q @ b.to(torch.float64)).to(b.dtype)
             continue
