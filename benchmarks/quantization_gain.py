@@ -1,11 +1,13 @@
 """What quantization done right gains: RDOQ at encode time and quantization-aware finetuning.
 
 For every image and every plain model (default: the bundled RGB models, rtaic.zoo.curves()
-["learned"]: not legacy, not YCbCr, not GAN), real files are written and decoded:
+["learned"]: not legacy, not YCbCr, not GAN; for a finetuned one, the plain model it was
+finetuned from), real files are written and decoded:
 
   * plain      the model, plain encoder (the reference curve);
   * rdoq       the model, RDOQ at each --lambdas value (rtaic.coding.rdoq);
-  * finetuned  its finetuned checkpoint (experiment=finetune_quantized), plain encoder;
+  * finetuned  its finetuned checkpoint (experiment=finetune_quantized; default: the bundled
+               one, manifest "finetuned_from"), plain encoder;
   * both       the finetuned checkpoint with RDOQ.
 
 Each variant's curve (its models in order of rate) is compared with the plain curve per
@@ -102,7 +104,8 @@ def main() -> None:
     ap.add_argument("--model", nargs="*", help="plain models, files or bundled names (default: the "
                                                "bundled RGB models)")  # fmt: skip
     ap.add_argument("--finetuned", nargs="*", default=[], help="finetuned checkpoints, one per plain "
-                    "model at most (paired by architecture)")  # fmt: skip
+                    "model at most (paired by architecture; default: the bundled finetuned models, "
+                    "paired by the manifest)")  # fmt: skip
     ap.add_argument("--lambdas", nargs="*", type=float, default=[DEFAULT_RDOQ],
                     help=f"RDOQ lambdas (default {DEFAULT_RDOQ}); the first is the headline one")
     ap.add_argument("--limit", type=int, default=0, help="first N images only")
@@ -110,14 +113,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
+    # the bundled finetuned models stand in the "learned" curve for the plain ones they replace
+    bundled_pairs = {str(zoo.model_path(p)): str(zoo.model_path(f)) for p, f in zoo.finetuned_versions().items()}
+    plain_of = {f: p for p, f in bundled_pairs.items()}
     models = [str(zoo.resolve(m)) for m in args.model] if args.model else [
-        str(p) for p in zoo.curves().get("learned", [])]
+        plain_of.get(str(p), str(p)) for p in zoo.curves().get("learned", [])]
     if len(models) < 2:
         raise SystemExit("need at least two plain models for a curve (--model ...)")
     lambdas = [lam for lam in args.lambdas if lam > 0]
     if not lambdas:
         raise SystemExit("--lambdas: give at least one lambda > 0")
-    finetuned = pair_finetuned(models, args.finetuned)
+    finetuned = (pair_finetuned(models, args.finetuned) if args.finetuned else
+                 {m: f for m, f in bundled_pairs.items() if m in models})  # fmt: skip
     codecs = {m: load_codec(m) for m in models}
     tuned = {m: load_codec(f) for m, f in finetuned.items()}
     print(f"models {[Path(m).name for m in models]}; lambdas {lambdas}; finetuned "

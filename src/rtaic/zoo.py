@@ -29,9 +29,38 @@ def model_path(name: str, models_dir: Path | None = None) -> Path:
     return Path(MODELS_DIR if models_dir is None else models_dir) / entry["file"]
 
 
+def finetuned_versions(models_dir: Path | None = None) -> dict[str, str]:
+    """{plain model: the model finetuned from it} (quantization-aware finetuning,
+    ``experiment=finetune_quantized``): a finetuned model replaces its plain one in the
+    curves, the quality ladder and as the default, for as long as the plain model is the one
+    it was finetuned from (its frozen encoder); the plain one is kept as the reference
+    (curve ``<curve>_plain``) and so that its files still decode."""
+    models = manifest(models_dir)["models"]
+    out = {}
+    for name, entry in models.items():
+        source = entry.get("finetuned_from") or {}
+        plain = models.get(source.get("model"))
+        if plain and not entry.get("legacy") and plain["fingerprint"] == source.get("fingerprint"):
+            out[source["model"]] = name
+    return out
+
+
+def _current(models_dir: Path | None = None) -> dict[str, dict]:
+    """{name: entry} of the models in use, each with the curve it is on now: not legacy,
+    and not a finetune of an earlier version of its plain model."""
+    models = manifest(models_dir)["models"]
+    replaced = finetuned_versions(models_dir)
+    current = set(replaced.values())
+    return {n: {**e, "curve": e.get("curve", "learned") + ("_plain" if n in replaced else "")}
+            for n, e in models.items()
+            if not e.get("legacy") and (not e.get("finetuned_from") or n in current)}  # fmt: skip
+
+
 def default_model() -> Path | None:
     m = manifest()
-    return model_path(m["default"]) if m.get("default") else None
+    if not m.get("default"):
+        return None
+    return model_path(finetuned_versions().get(m["default"], m["default"]))
 
 
 def model_for_fingerprint(fingerprint: bytes) -> Path | None:
@@ -48,22 +77,20 @@ def all_models() -> list[Path]:
 
 
 def curves() -> dict[str, list[Path]]:
-    """The current models by RD curve (``learned``: RGB; ``learned_ycbcr``; ``learned_gan``),
-    each in order of target bitrate. Legacy models (kept so that their files still decode)
-    are left out."""
+    """The current models by RD curve (``learned``: RGB; ``learned_ycbcr``; ``learned_gan``;
+    ``learned_plain``: the RGB models that a finetuned one replaces), each in order of
+    target bitrate. Legacy models (kept so that their files still decode) are left out."""
     out: dict[str, list[Path]] = {}
-    entries = sorted(manifest()["models"].values(), key=lambda e: e.get("target_bpp", 0))
-    for e in entries:
-        if not e.get("legacy"):
-            out.setdefault(e.get("curve", "learned"), []).append(MODELS_DIR / e["file"])
+    for e in sorted(_current().values(), key=lambda e: e.get("target_bpp", 0)):
+        out.setdefault(e["curve"], []).append(MODELS_DIR / e["file"])
     return out
 
 
 def quality_ladder() -> list[str]:
     """Names of the RGB models, lowest rate first: ``rtaic compress --quality N`` picks the
     N-th (1-based)."""
-    models = manifest()["models"]
-    names = [n for n, e in models.items() if not e.get("legacy") and e.get("curve", "learned") == "learned"]
+    models = _current()
+    names = [n for n, e in models.items() if e["curve"] == "learned"]
     return sorted(names, key=lambda n: models[n].get("target_bpp", 0))
 
 

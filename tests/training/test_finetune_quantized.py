@@ -91,3 +91,16 @@ def test_inference_latents_are_the_codecs(tmp_path):
     # and with finetune_rdoq 0, the plain quantizer's levels
     module.hparams.finetune_rdoq = 0.0
     assert torch.equal(module.inference_latents(x)[1], plain)
+
+
+def test_rdoq_share_codes_the_first_part_of_the_batch_with_rdoq_and_the_rest_plain(tmp_path):
+    module = _module(tmp_path, freeze_encoder=True, finetune_rdoq=0.5, finetune_rdoq_share=0.5).eval()
+    x = torch.rand(4, 3, 32, 40)
+    y, levels, _ = module.inference_latents(x)
+    plain = quantize_levels(module.autoencoder.encode(x), TINY.bits)
+    cm = module.context_model
+    first = rdoq_levels(plain[:2], y[:2], cm, cm.probability_table(), 0.5, channel_weights(module.autoencoder))
+    assert torch.equal(levels[:2], first) and not torch.equal(levels[:2], plain[:2])
+    assert torch.equal(levels[2:], plain[2:])
+    with pytest.raises(ValueError, match="finetune_rdoq_share"):
+        _module(tmp_path, freeze_encoder=True, finetune_rdoq=0.5, finetune_rdoq_share=1.5)

@@ -135,3 +135,60 @@ def test_a_new_recipe_replaces_a_shipped_model_under_its_name(tmp_path, monkeypa
     by = {m.name: m for m in members}
     assert by["trunk_patch"].bundled_entry()["member"] == "trunk_patch" and by["trunk_patch"].total_steps() == 2
     assert by["trunk"].bundled_entry() is None
+
+
+def test_a_finetune_stage_pairs_with_its_plain_model_and_follows_it(tmp_path, monkeypatch):
+    """`finetune_of`: quantization-aware finetuning of a bundled model (frozen encoder). Its
+    export replaces the plain model in the curves and as the default while the plain model
+    is the one it froze; when the plain model is exported anew the finetune drops out and
+    its next round starts again from the new plain model."""
+    from rtaic import zoo
+
+    monkeypatch.chdir(ROOT)
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setattr(zoo, "MODELS_DIR", models)
+    monkeypatch.setattr(zoo, "MANIFEST", models / "manifest.json")
+    config = _recipe(tmp_path, steps=2)
+    recipe = yaml.safe_load(open(config))
+    recipe["members"].pop("tried")
+    recipe["members"]["trunk_ft"] = {"finetune_of": "trunk", "init": None, "steps": 2,
+                                     "overrides": ["target_bpp=0.5", "experiment=finetune_quantized",
+                                                   "model.finetune_rdoq=0.0"]}  # fmt: skip
+    open(config, "w").write(yaml.safe_dump(recipe))
+    args = ["--config", config, "--models-dir", str(models)]
+    zoo_runner.main(["train", "--only", "trunk_ft", *args])  # waits: no plain model bundled yet
+    assert not (tmp_path / "work" / "trunk_ft" / "checkpoints" / "last.ckpt").exists()
+    zoo_runner.main(["train", "--only", "trunk", "wide", *args])
+    zoo_runner.main(["export", *args])
+    zoo_runner.main(["train", "--only", "trunk_ft", *args])
+    zoo_runner.main(["export", *args])
+    manifest = json.loads((models / "manifest.json").read_text())
+    plain, tuned = manifest["models"]["trunk"], manifest["models"]["trunk_ft"]
+    assert tuned["finetuned_from"] == {"model": "trunk", "fingerprint": plain["fingerprint"]}
+    assert tuned["fingerprint"] != plain["fingerprint"] and tuned["steps"] == 2
+    assert zoo_runner._same_encoder(models / tuned["file"], models / plain["file"])
+    assert zoo.finetuned_versions() == {"trunk": "trunk_ft"}
+    assert zoo.default_model() == models / tuned["file"]
+    curves = zoo.curves()
+    assert curves["learned"] == [models / tuned["file"], models / manifest["models"]["wide"]["file"]]
+    assert curves["learned_plain"] == [models / plain["file"]]
+    assert zoo.quality_ladder() == ["trunk_ft", "wide"]
+
+    # the plain model trains on and is exported anew: the finetune no longer pairs with it
+    recipe["members"]["trunk"]["steps"] = 4
+    open(config, "w").write(yaml.safe_dump(recipe))
+    zoo_runner.main(["train", "--only", "trunk", *args])
+    zoo_runner.main(["export", "--only", "trunk", *args])
+    assert zoo.finetuned_versions() == {} and zoo.default_model() == models / plain["file"]
+    assert zoo.quality_ladder() == ["trunk", "wide"] and "learned_plain" not in zoo.curves()
+    zoo_runner.main(["export", "--only", "trunk_ft", *args])  # refused: another encoder now
+    stale = json.loads((models / "manifest.json").read_text())["models"]["trunk_ft"]
+    assert stale["fingerprint"] == tuned["fingerprint"]
+    zoo_runner.main(["train", "--only", "trunk_ft", *args])  # starts again from the new trunk
+    history = json.loads((tmp_path / "work" / "trunk_ft" / "history.json").read_text())
+    assert [(h["from_step"], h["to_step"]) for h in history] == [(0, 2)]
+    zoo_runner.main(["export", *args])
+    assert zoo.finetuned_versions() == {"trunk": "trunk_ft"}
+    new = json.loads((models / "manifest.json").read_text())["models"]
+    assert zoo_runner._same_encoder(models / new["trunk_ft"]["file"], models / new["trunk"]["file"])

@@ -87,6 +87,7 @@ class RTAICModule(pl.LightningModule):
         adversarial: dict | None = None,
         freeze_encoder: bool = False,
         finetune_rdoq: float = 0.0,
+        finetune_rdoq_share: float = 1.0,
         architecture_from: str | None = None,
     ) -> None:
         super().__init__()
@@ -105,6 +106,8 @@ class RTAICModule(pl.LightningModule):
         self.autoencoder = Autoencoder(self.architecture)
         if finetune_rdoq < 0:
             raise ValueError(f"finetune_rdoq must be >= 0, got {finetune_rdoq}")
+        if not 0.0 <= finetune_rdoq_share <= 1.0:
+            raise ValueError(f"finetune_rdoq_share must be in [0, 1], got {finetune_rdoq_share}")
         if freeze_encoder and not architecture_from:
             raise ValueError("freeze_encoder finetunes a trained model: give its checkpoint as "
                              "architecture_from (experiment=finetune_quantized: init_from=CKPT)")
@@ -144,18 +147,21 @@ class RTAICModule(pl.LightningModule):
     def inference_latents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(y, levels, q) as the codec makes them from a batch: the encoder's latent, the
         hard quantizer's integer levels (RDOQ at ``finetune_rdoq`` with the current context
-        model and decoder when > 0) and their values. No gradient reaches the encoder."""
+        model and decoder when > 0, on the first ``finetune_rdoq_share`` of the batch: the
+        rest keeps the plain quantizer's, since the codec writes both kinds of file) and
+        their values. No gradient reaches the encoder."""
         bits = self.architecture.bits
         y = self.autoencoder.encode(x)
         levels = quantize_levels(y, bits)
         lam = float(self.hparams.finetune_rdoq)
-        if lam > 0:
+        n = round(float(self.hparams.get("finetune_rdoq_share", 1.0)) * len(x))
+        if lam > 0 and n > 0:
             from rtaic.coding.rdoq import channel_weights, rdoq_levels
 
             table = self.context_model.probability_table()
             weights = channel_weights(self.autoencoder)
-            levels = rdoq_levels(levels.cpu(), y.float().cpu(), self.context_model, table, lam, weights)
-            levels = levels.to(y.device)
+            chosen = rdoq_levels(levels[:n].cpu(), y[:n].float().cpu(), self.context_model, table, lam, weights)
+            levels = torch.cat([chosen.to(y.device), levels[n:]])
         return y, levels, dequantize(levels, bits, y.dtype)
 
     def quantized_losses(self, x: torch.Tensor) -> dict:

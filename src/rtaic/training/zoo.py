@@ -51,6 +51,18 @@ class Member:
     folder: Path = field(default=Path("."))
     models_dir: Path = zoo.MODELS_DIR  # where the bundled exports live
     export_as: str | None = None  # the bundled model's name, when not the member's own
+    finetune_of: str | None = None  # quantization-aware finetuning of this bundled model
+
+    def parent_fingerprint(self) -> str | None:
+        """The bundled fingerprint of the model a finetune starts from (None: not bundled)."""
+        entry = zoo.manifest(self.models_dir)["models"].get(self.finetune_of or "")
+        return entry["fingerprint"] if entry else None
+
+    def stale(self) -> bool:
+        """A finetune whose local run froze another encoder than the bundled plain model's
+        (the plain model was exported anew since): its weights no longer pair with it."""
+        mark = self.folder / "parent_fingerprint"
+        return bool(self.finetune_of) and mark.is_file() and mark.read_text() != self.parent_fingerprint()
 
     @property
     def product(self) -> str:
@@ -66,6 +78,10 @@ class Member:
         """The manifest entry of this member's own earlier export (previous sessions); None
         when the package ships none or ships another recipe under the name."""
         entry = zoo.manifest(self.models_dir)["models"].get(self.product)
+        if entry and self.finetune_of:  # a finetune continues only on the same frozen encoder
+            made_from = entry.get("finetuned_from") or {}
+            if made_from.get("fingerprint") != self.parent_fingerprint():
+                return None
         return entry if entry and self.owns(entry) else None
 
     @property
@@ -89,11 +105,21 @@ class Member:
         entry = self.bundled_entry()
         return int(entry.get("steps", 0)) if entry else 0
 
+    def set_aside_if_stale(self) -> None:
+        """Moves a stale finetune's run aside, so that it starts again from the new plain model."""
+        if self.stale():
+            aside = self.folder.with_name(f"{self.folder.name}.stale-{datetime.now():%Y%m%d-%H%M%S}")
+            self.folder.rename(aside)
+            print(f"rtaic zoo: {self.name}: {self.finetune_of} was exported anew; the old run is in {aside}")
+
     def begin(self) -> None:
+        self.set_aside_if_stale()
         if not self.last.is_file():
-            steps = self.bundled_steps()
             self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / "base_steps").write_text(str(steps))
+            (self.folder / "base_steps").unlink(missing_ok=True)
+            (self.folder / "base_steps").write_text(str(self.bundled_steps()))
+            if self.finetune_of:
+                (self.folder / "parent_fingerprint").write_text(self.parent_fingerprint() or "")
 
     def run_steps(self) -> int:
         """Steps of the current local run (0 without a checkpoint)."""
@@ -123,7 +149,7 @@ def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tu
         Member(name, _merge_overrides(cfg.get("common", []), m["overrides"]), m.get("init"),
                int(m["steps"]), int(m.get("start_after", 0)),
                int(m.get("round_steps", cfg["round_steps"])), bool(m.get("export", True)),
-               workdir / name, Path(models_dir), m.get("export_as"))  # fmt: skip
+               workdir / name, Path(models_dir), m.get("export_as"), m.get("finetune_of"))  # fmt: skip
         for name, m in cfg["members"].items()
     ]
     return cfg, members
@@ -134,6 +160,10 @@ def _source(member: Member, by_name: dict[str, Member]) -> str | None:
     bundled = zoo.manifest(member.models_dir)["models"]
     if member.bundled_entry() is not None:  # a previous session's export
         return str(zoo.model_path(member.product, member.models_dir))
+    if member.finetune_of:  # the bundled plain model, once there is one
+        if member.parent_fingerprint() is None:
+            return None
+        return str(zoo.model_path(member.finetune_of, member.models_dir))
     if member.init is None:
         return ""
     kind, _, name = member.init.partition(":")
@@ -159,9 +189,10 @@ def round_command(member: Member, cfg: dict, source: str | None, extra: list[str
            "trainer.enable_progress_bar=false"]  # fmt: skip
     if member.last.is_file():
         cmd.append(f"ckpt_path={member.last}")
-    elif source:
-        cmd.append(f"init_from='{source}'")
-    if anneal:  # the whole round at lr x lr_gamma (the learning-rate drop takes effect at once)
+    if source and (member.finetune_of or not member.last.is_file()):
+        cmd.append(f"init_from='{source}'")  # a finetune reads its architecture there on resume too
+    if anneal and not member.finetune_of:  # the whole round at lr x lr_gamma (at once); a
+        # finetune keeps its own short schedule
         cmd.append(f"model.lr_milestones=[{done}]")
     return cmd
 
@@ -172,6 +203,8 @@ def _next_member(members: list[Member], args, skip: set[str], after: str | None)
     names = [m.name for m in members]
     first = (names.index(after) + 1) if after in names else 0
     for m in (by_name[n] for n in names[first:] + names[:first]):
+        if m.name not in skip and not (args.only and m.name not in args.only):
+            m.set_aside_if_stale()
         if (args.only and m.name not in args.only) or m.name in skip or m.total_steps() >= m.steps:
             continue
         source = _source(m, by_name)
@@ -249,6 +282,14 @@ def train(args: argparse.Namespace) -> None:
         time.sleep(1)
 
 
+def _same_encoder(a: Path, b: Path) -> bool:
+    """Whether two checkpoints (training or exported) hold bit-identical encoders."""
+    from rtaic.checkpoint import load_networks
+
+    ea, eb = (load_networks(p).autoencoder.encoder.state_dict() for p in (a, b))
+    return ea.keys() == eb.keys() and all(torch.equal(ea[k], eb[k]) for k in ea)
+
+
 def _val(path: Path) -> dict:
     if not path.is_file():
         return {}
@@ -271,6 +312,10 @@ def export(args: argparse.Namespace) -> None:
             entry = {"replaced": entry.get("replaced", []) + [{k: entry.get(k) for k in
                      ("member", "fingerprint", "steps", "recipe", "val") if k in entry}]}  # fmt: skip
         file = f"{m.product}.ckpt"
+        if m.finetune_of and (m.stale() or not _same_encoder(m.last, zoo.model_path(m.finetune_of, models_dir))):
+            print(f"rtaic zoo: {m.name}: not exported, its encoder is no longer {m.finetune_of}'s "
+                  "(that model was exported anew): train it again")  # fmt: skip
+            continue
         nets = export_checkpoint(m.last, models_dir / file)
         arch = nets.autoencoder.architecture
         steps = m.total_steps()
@@ -287,6 +332,9 @@ def export(args: argparse.Namespace) -> None:
             "val": _val(m.last),
             "history": entry.get("history", []) + [h for h in m.history() if h["from_step"] >= entry.get("steps", 0)],
         })  # fmt: skip
+        if m.finetune_of:
+            entry["recipe"]["finetune_of"] = m.finetune_of
+            entry["finetuned_from"] = {"model": m.finetune_of, "fingerprint": m.parent_fingerprint()}
         man["models"][m.product] = entry
         print(f"exported {m.name} as {m.product}: {steps} steps, val {entry['val']}")
     if cfg.get("default") in man["models"]:
