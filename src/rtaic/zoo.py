@@ -35,7 +35,11 @@ def finetuned_versions(models_dir: Path | None = None) -> dict[str, str]:
     curves, the quality ladder and as the default, for as long as the plain model is the one
     it was finetuned from (its frozen encoder); the plain one is kept as the reference
     (curve ``<curve>_plain``) and so that its files still decode."""
-    models = manifest(models_dir)["models"]
+    return _finetuned_pairs(manifest(models_dir)["models"])
+
+
+def _finetuned_pairs(models: dict[str, dict]) -> dict[str, str]:
+    """:func:`finetuned_versions` of the manifest's ``models`` mapping."""
     out = {}
     for name, entry in models.items():
         source = entry.get("finetuned_from") or {}
@@ -49,7 +53,7 @@ def _current(models_dir: Path | None = None) -> dict[str, dict]:
     """{name: entry} of the models in use, each with the curve it is on now: not legacy,
     and not a finetune of an earlier version of its plain model."""
     models = manifest(models_dir)["models"]
-    replaced = finetuned_versions(models_dir)
+    replaced = _finetuned_pairs(models)
     current = set(replaced.values())
     return {n: {**e, "curve": e.get("curve", "learned") + ("_plain" if n in replaced else "")}
             for n, e in models.items()

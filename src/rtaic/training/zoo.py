@@ -113,10 +113,8 @@ class Member:
             print(f"rtaic zoo: {self.name}: {self.finetune_of} was exported anew; the old run is in {aside}")
 
     def begin(self) -> None:
-        self.set_aside_if_stale()
         if not self.last.is_file():
             self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / "base_steps").unlink(missing_ok=True)
             (self.folder / "base_steps").write_text(str(self.bundled_steps()))
             if self.finetune_of:
                 (self.folder / "parent_fingerprint").write_text(self.parent_fingerprint() or "")
@@ -312,7 +310,7 @@ def export(args: argparse.Namespace) -> None:
             entry = {"replaced": entry.get("replaced", []) + [{k: entry.get(k) for k in
                      ("member", "fingerprint", "steps", "recipe", "val") if k in entry}]}  # fmt: skip
         file = f"{m.product}.ckpt"
-        if m.finetune_of and (m.stale() or not _same_encoder(m.last, zoo.model_path(m.finetune_of, models_dir))):
+        if m.finetune_of and not _same_encoder(m.last, zoo.model_path(m.finetune_of, models_dir)):
             print(f"rtaic zoo: {m.name}: not exported, its encoder is no longer {m.finetune_of}'s "
                   "(that model was exported anew): train it again")  # fmt: skip
             continue
