@@ -9,7 +9,7 @@ from rtaic.training.runner import train
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    return metrics.get("val/score")
+    return metrics.get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ def train_cfg(tmp_path):
     return lambda overrides=None: compose_train(tmp_path, overrides)
 
 
+def module_from_config(tmp_path: Path, overrides: list[str] | None = None, **kwargs):
+    """The training module as the real config builds it (``model.*`` keys from conf/),
+    with ``kwargs`` replacing constructor arguments."""
+    from hydra.utils import instantiate
+
+    return instantiate(compose_train(tmp_path, overrides).model, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A tiny untrained checkpoint in the real layout (codec_helpers.make_checkpoint)."""

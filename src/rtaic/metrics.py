@@ -29,7 +29,7 @@ def msssim_window(short_side: int, max_window: int = 11) -> int:
 
 
 def _no_mkldnn():
-    # oneDNN handles the depthwise Gaussian filter badly on CPU (2x slower, field notes).
+    # oneDNN runs the depthwise Gaussian filter about 2x slower on CPU than PyTorch's own kernel.
     return torch.backends.mkldnn.flags(enabled=False)
 
 
@@ -38,7 +38,7 @@ class _WithoutOneDnn(torch.autograd.Function):
 
     Autograd picks the convolution backend again when it runs the backward, with the flags
     in force then: a flag set around the forward alone leaves the MS-SSIM filter's backward
-    on oneDNN, which made it ~3x slower than PyTorch's own kernel on this CPU while the
+    on oneDNN, which made it ~3x slower than PyTorch's own kernel on a 2-core x86 CPU while the
     networks' convolutions are ~3x faster on oneDNN. So the metric keeps its own graph and
     differentiates it here, with the flag off.
     """

@@ -31,31 +31,43 @@ def test_penalty_is_lower_for_smaller_smoother_latents():
     assert acr_penalty(torch.zeros(2, 4, 8, 8)) < acr_penalty(0.1 * rough)
 
 
+def _acr(gain=0.1, momentum=0.0, alpha_min=1e-5, alpha_max=1e3):
+    return ACRCallback(gain=gain, momentum=momentum, alpha_min=alpha_min, alpha_max=alpha_max)
+
+
 def test_callback_raises_alpha_above_target_and_lowers_it_below():
-    cb = ACRCallback(target_bpp=0.1, gain=0.1, momentum=0.0)
-    assert cb.update(1.0, 0.2) > 1.0
-    cb = ACRCallback(target_bpp=0.1, gain=0.1, momentum=0.0)
-    assert cb.update(1.0, 0.05) < 1.0
-    cb = ACRCallback(target_bpp=0.1, gain=0.1, momentum=0.0)
-    assert cb.update(1.0, 0.1) == pytest.approx(1.0)
+    # error = log(bpp / target) clipped to +-1; alpha *= exp(gain * error)
+    assert _acr().update(1.0, 0.2, 0.1) == pytest.approx(math.exp(0.1 * math.log(2)))
+    assert _acr().update(1.0, 0.05, 0.1) == pytest.approx(math.exp(-0.1 * math.log(2)))
+    assert _acr().update(1.0, 0.1, 0.1) == pytest.approx(1.0)
+    assert _acr().update(2.0, 10.0, 0.1) == pytest.approx(2.0 * math.exp(0.1))  # clipped at +1
+    assert _acr().update(2.0, 1e-3, 0.1) == pytest.approx(2.0 * math.exp(-0.1))  # and at -1
 
 
 def test_callback_is_bounded_and_ignores_nan():
-    cb = ACRCallback(target_bpp=0.1, gain=1.0, momentum=0.0, alpha_min=0.5, alpha_max=2.0)
+    cb = _acr(gain=1.0, alpha_min=0.5, alpha_max=2.0)
     alpha = 1.0
     for _ in range(50):
-        alpha = cb.update(alpha, 10.0)
+        alpha = cb.update(alpha, 10.0, 0.1)
     assert alpha == 2.0
     for _ in range(50):
-        alpha = cb.update(alpha, 1e-4)
+        alpha = cb.update(alpha, 1e-4, 0.1)
     assert alpha == 0.5
-    assert cb.update(0.7, float("nan")) == 0.7
+    assert cb.update(0.7, float("nan"), 0.1) == 0.7
+    with pytest.raises(ValueError):
+        cb.update(1.0, 0.1, 0.0)
+    with pytest.raises(ValueError):
+        _acr(momentum=1.0)
 
 
-def test_callback_state_round_trips():
-    cb = ACRCallback(target_bpp=0.1, momentum=0.5)
-    cb.update(1.0, 0.3)
-    cb.update(1.0, 0.1)
-    other = ACRCallback(target_bpp=0.1, momentum=0.5)
+def test_running_bpp_has_momentum_and_its_state_round_trips():
+    cb = _acr(momentum=0.5)
+    cb.update(1.0, 0.3, 0.1)
+    assert cb.running_bpp == pytest.approx(0.3)  # the first measurement starts it
+    cb.update(1.0, 0.1, 0.1)
+    assert cb.running_bpp == pytest.approx(0.2)
+    # the running value, not the last measurement, drives alpha
+    assert cb.update(1.0, 0.1, 0.1) == pytest.approx(math.exp(0.1 * math.log(1.5)))
+    other = _acr(momentum=0.5)
     other.load_state_dict(cb.state_dict())
-    assert other.running_bpp == pytest.approx(0.2)
+    assert other.running_bpp == pytest.approx(0.15)

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+import probes
+from conftest import module_from_config
 from rtaic.checkpoint import load_networks
-from rtaic.training.module import RTAICModule
 from rtaic.training.runner import train
 
 
@@ -64,9 +65,9 @@ class _Batches(Dataset):
         return x * float("nan") if i in self.nan_at else x
 
 
-def _module(**kw):
-    arch = dict(channels=[4, 8, 8, 8, 8, 8], align_channels=8, latent_channels=None)
-    return RTAICModule(arch, target_bpp=0.25, train_crop_size=64, **kw)
+def _module(tmp_path, **kw):
+    arch = ["model.architecture.channels=[4,8,8,8,8,8]", "model.architecture.align_channels=8"]
+    return module_from_config(tmp_path, arch, **kw)
 
 
 def _fit(module, dataset, **trainer_kw):
@@ -76,8 +77,8 @@ def _fit(module, dataset, **trainer_kw):
     return trainer
 
 
-def test_nan_batches_skip_the_step_and_leave_weights_untouched():
-    module = _module()
+def test_nan_batches_skip_the_step_and_leave_weights_untouched(tmp_path):
+    module = _module(tmp_path)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     _fit(module, _Batches(nan_at={0, 1, 2, 3}))
     assert int(module.skipped_steps) == 4
@@ -85,15 +86,36 @@ def test_nan_batches_skip_the_step_and_leave_weights_untouched():
     assert all(torch.equal(before[k], after[k]) for k in before if k != "skipped_steps")
 
 
-def test_a_nan_batch_among_good_ones_is_counted_and_training_goes_on():
-    module = _module()
+def test_a_nan_batch_among_good_ones_is_counted_and_training_goes_on(tmp_path):
+    module = _module(tmp_path)
     trainer = _fit(module, _Batches(nan_at={1}))
     assert int(module.skipped_steps) == 1 and trainer.global_step == 3
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
-def test_persistent_divergence_stops_training():
-    module = _module(max_consecutive_skips=2)
+def test_a_non_finite_gradient_of_a_finite_loss_skips_the_step(tmp_path):
+    module = _module(tmp_path)
+    weight = module.autoencoder.decoder.out.weight
+    poisoned = {"steps": 0}
+
+    def nan_once(grad):  # the first step's gradient only
+        poisoned["steps"] += 1
+        return grad * float("nan") if poisoned["steps"] == 1 else grad
+
+    weight.register_hook(nan_once)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = _fit(module, _Batches(nan_at=set(), n=1))
+    assert poisoned["steps"] == 1 and int(module.skipped_steps) == 1 and trainer.global_step == 0
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k != "skipped_steps")
+    assert module.feedback is None  # the controllers get nothing from a skipped step
+    trainer = _fit(module, _Batches(nan_at=set(), n=1))  # the next step trains
+    assert trainer.global_step == 1 and int(module.skipped_steps) == 1
+    assert not torch.equal(before["autoencoder.decoder.out.weight"], module.autoencoder.decoder.out.weight)
+
+
+def test_persistent_divergence_stops_training(tmp_path):
+    module = _module(tmp_path, max_consecutive_skips=2)
     with pytest.raises(FloatingPointError, match="diverged"):
         _fit(module, _Batches(nan_at={0, 1, 2, 3}))
 
@@ -102,9 +124,14 @@ def test_resume_continues_from_last_checkpoint(train_cfg, tmp_path):
     first = train(train_cfg())
     ckpt = torch.load(first["last_checkpoint"], weights_only=False)
     alpha = float(ckpt["state_dict"]["acr_alpha"])
-    assert alpha != 1.0  # the ACR callback moved it
-    cfg = train_cfg([f"ckpt_path={first['last_checkpoint']}", "trainer.max_steps=6"])
-    second = train(cfg)
+    running = ckpt["callbacks"]["ACRCallback"]["running_bpp"]
+    assert alpha != 1.0 and running > 0  # the ACR callback moved alpha and measured the rate
+    probe = ["+callbacks.start._target_=probes.StartState", "+callbacks.start.name=start"]
+    second = train(train_cfg([f"ckpt_path={first['last_checkpoint']}", "trainer.max_steps=6"] + probe))
+    # the resumed run starts from the saved alpha and running bpp, at the saved step
+    assert probes.RECORDS["start"] == [pytest.approx(alpha), pytest.approx(running), 4]
     resumed = torch.load(second["last_checkpoint"], weights_only=False)
     assert resumed["global_step"] == 6 and ckpt["global_step"] == 4
-    assert resumed["callbacks"] and any("running_bpp" in str(v) for v in resumed["callbacks"].values())
+    # the probe tells a fresh start apart: alpha 1, no running bpp, step 0
+    fresh = train(train_cfg(["trainer.max_steps=2"] + probe))
+    assert probes.RECORDS["start"] == [1.0, None, 0] and fresh["skipped_steps"] == 0

@@ -18,7 +18,7 @@ def test_offline_wandb_run_is_written(train_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     from rtaic.training.runner import train
 
-    cfg = train_cfg(["logger=wandb", "model.val_images_logged=2", "target_bpp=0.5"])
+    cfg = train_cfg(["logger=wandb", "callbacks.reconstructions.images=2", "target_bpp=0.5"])
     train(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

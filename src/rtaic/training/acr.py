@@ -34,41 +34,37 @@ class ACRCallback(pl.Callback):
     """Feedback loop on alpha: alpha <- clip(alpha * exp(gain * clip(log(bpp / target), +-1))).
 
     ``bpp`` is a running mean (``momentum``) of the bit-probability model's code length on
-    training batches, i.e. what the arithmetic coder would spend. alpha lives in the
-    module as the buffer ``acr_alpha`` (so it is checkpointed); the running bpp is this
-    callback's state.
+    training batches, i.e. what the arithmetic coder would spend, averaged over DDP ranks
+    (the module's ``feedback``); the target is the module's ``target_bpp``. alpha lives in
+    the module as the buffer ``acr_alpha`` (checkpointed with the weights); the running
+    bpp is this callback's state. The values are ``conf/callbacks/default.yaml``'s.
     """
 
-    def __init__(
-        self,
-        target_bpp: float,
-        gain: float = 0.02,
-        momentum: float = 0.9,
-        alpha_min: float = 1e-5,
-        alpha_max: float = 1e3,
-    ) -> None:
-        if target_bpp <= 0:
-            raise ValueError("target_bpp must be positive")
-        self.target_bpp, self.gain, self.momentum = target_bpp, gain, momentum
+    def __init__(self, gain: float, momentum: float, alpha_min: float, alpha_max: float) -> None:
+        if gain <= 0 or not 0.0 <= momentum < 1.0 or not 0 < alpha_min <= alpha_max:
+            raise ValueError(f"need gain > 0, 0 <= momentum < 1, 0 < alpha_min <= alpha_max; got "
+                             f"{gain}, {momentum}, {alpha_min}, {alpha_max}")
+        self.gain, self.momentum = gain, momentum
         self.alpha_min, self.alpha_max = alpha_min, alpha_max
         self.running_bpp: float | None = None
 
-    def update(self, alpha: float, measured_bpp: float) -> float:
+    def update(self, alpha: float, measured_bpp: float, target_bpp: float) -> float:
         """One feedback step; returns the new alpha."""
+        if target_bpp <= 0:
+            raise ValueError(f"target_bpp must be positive, got {target_bpp}")
         if not math.isfinite(measured_bpp):
             return alpha
         m = self.momentum
         self.running_bpp = (
             measured_bpp if self.running_bpp is None else m * self.running_bpp + (1 - m) * measured_bpp
         )
-        error = max(-1.0, min(1.0, math.log(max(self.running_bpp, 1e-9) / self.target_bpp)))
+        error = max(-1.0, min(1.0, math.log(max(self.running_bpp, 1e-9) / target_bpp)))
         return min(self.alpha_max, max(self.alpha_min, alpha * math.exp(self.gain * error)))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        bpp = getattr(pl_module, "last_train_bpp", None)
-        if bpp is None:
+        if pl_module.feedback is None:  # a skipped step measured nothing
             return
-        new_alpha = self.update(float(pl_module.acr_alpha), float(bpp))
+        new_alpha = self.update(float(pl_module.acr_alpha), pl_module.feedback.bpp, pl_module.target_bpp)
         pl_module.acr_alpha.fill_(new_alpha)
         pl_module.log("train/acr_alpha", new_alpha)
         pl_module.log("train/bpp_running", self.running_bpp)

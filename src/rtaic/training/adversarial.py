@@ -1,18 +1,23 @@
 """Adversarial training machinery (paper 4.2): pairs, the accuracy-gated schedule and
-gradient-magnitude balancing. Plain torch, no Lightning: the module calls these.
+gradient-magnitude balancing. Plain torch, no Lightning: rtaic.training.adversarial_module
+calls these.
 
 One training step with the GAN on:
 
     pair, labels = make_pairs(x, x_hat)                     # random order, labels follow it
     decision = schedule.decide()                             # from the running accuracy
-    D step      if decision.train_discriminator              # BCE on the detached pair
-    G step      always (reconstruction + rate);  + confusion if decision.confuse_generator,
+    D step      if decision.train_discriminator              # BCE on the detached pair;
+                                                             # the autoencoder stays as it is
+    G step      if decision.confuse_generator: reconstruction + rate + confusion,
                 g = g_rec + balance(g_rec, g_adv, ratio).scale * g_adv   (both at x_hat)
     schedule.update(batch accuracy of D on this step's pair) # before D's update
 
+(In training, rtaic.training.adversarial_module.AdversarialGate calls ``peek`` before a
+step and ``commit`` + ``update`` once it was taken.)
+
 Gate states (bounds L < U on the running accuracy a):
 
-    a < L        DISCRIMINATOR (0): train D only, no confusion signal to G
+    a < L        DISCRIMINATOR (0): train D only (the autoencoder does not change)
     L <= a <= U  ALTERNATE     (1): take turns, D step then confusion step then D step ...
     a > U        GENERATOR     (2): confusion only, D frozen (still evaluated, so a moves)
 
@@ -112,7 +117,7 @@ class AdversarialSchedule:
     Call :meth:`decide` before a step and :meth:`update` with D's batch accuracy after it.
     """
 
-    def __init__(self, lower: float = 0.8, upper: float = 0.95, momentum: float = 0.8) -> None:
+    def __init__(self, lower: float, upper: float, momentum: float) -> None:
         if not 0.0 <= lower < upper <= 1.0:
             raise ValueError(f"need 0 <= lower < upper <= 1, got {lower}, {upper}")
         self.lower, self.upper = lower, upper
@@ -128,17 +133,27 @@ class AdversarialSchedule:
             return GateState.GENERATOR
         return GateState.ALTERNATE
 
-    def decide(self) -> Decision:
-        """The action of this step; advances the alternation and the counts."""
+    def peek(self) -> Decision:
+        """The action of the next step, changing nothing (see :meth:`commit`)."""
         state = self.state()
-        self.counts[state] += 1
         if state is GateState.DISCRIMINATOR:
             return Decision(state, True, False)
         if state is GateState.GENERATOR:
             return Decision(state, False, True)
         train_d = self.discriminator_turn
-        self.discriminator_turn = not train_d
         return Decision(state, train_d, not train_d)
+
+    def commit(self, decision: Decision) -> None:
+        """Count a decision whose step was taken; an alternate step passes the turn."""
+        self.counts[decision.state] += 1
+        if decision.state is GateState.ALTERNATE:
+            self.discriminator_turn = not decision.train_discriminator
+
+    def decide(self) -> Decision:
+        """The action of this step, counted (:meth:`peek` then :meth:`commit`)."""
+        decision = self.peek()
+        self.commit(decision)
+        return decision
 
     def update(self, batch_accuracy: float) -> float:
         return self.accuracy.update(batch_accuracy)
@@ -156,13 +171,11 @@ class AdversarialSchedule:
         self.counts = [int(c) for c in state["counts"]]
 
 
-@dataclass(frozen=True)
-class Balance:
-    """Result of :func:`balance_gradients`; the norms are for logging."""
+class Balance(NamedTuple):
+    """Result of :func:`balance_gradients`: the confusion gradient's scale, and its norm
+    before scaling (logged)."""
 
-    grad: torch.Tensor  # g_rec + scale * g_adv, to be back-propagated from x_hat
     scale: float
-    rec_norm: float
     adv_norm: float
 
 
@@ -179,31 +192,27 @@ def balance_gradients(
     adv_norm = g_adv.detach().norm().item()
     ok = all(math.isfinite(v) and v > eps for v in (rec_norm, adv_norm))
     scale = ratio * rec_norm / adv_norm if ok else 0.0
-    grad = g_rec + scale * g_adv if scale else g_rec
-    return Balance(grad.detach(), scale, rec_norm, adv_norm)
+    return Balance(scale, adv_norm)
 
 
 @dataclass(frozen=True)
 class AdversarialConfig:
-    """The knobs of ``conf/discriminator/multiscale.yaml`` (the module's ``adversarial``)."""
+    """The module's ``adversarial`` keys (``model.adversarial`` in
+    ``conf/discriminator/multiscale.yaml``, where the values live; the gate's bounds are
+    the ``callbacks.adversarial_gate`` keys there)."""
 
-    start_step: int = 0  # training steps of the autoencoder alone before the GAN starts
-    width: int = 32
-    depth: int = 4
-    max_width: int = 256
-    lower: float = 0.8
-    upper: float = 0.95
-    momentum: float = 0.8
-    balance_ratio: float = 0.2
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    lr_milestones: tuple[int, ...] = ()  # counted in discriminator steps
-    lr_gamma: float = 0.2
+    start_step: int  # training steps of the autoencoder alone before the GAN starts
+    width: int  # channels of D's first block
+    depth: int  # D's downsampling blocks = scalar branches averaged into the logit
+    max_width: int
+    balance_ratio: float  # ||confusion gradient|| = ratio x ||reconstruction gradient||
+    lr: float
+    betas: tuple[float, float]
+    lr_milestones: tuple[int, ...]  # counted in discriminator steps
+    lr_gamma: float
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
-        if not 0.0 <= self.lower < self.upper <= 1.0:
-            raise ValueError(f"need 0 <= lower < upper <= 1, got {self.lower}, {self.upper}")
         if self.balance_ratio < 0 or self.start_step < 0:
             raise ValueError("balance_ratio and start_step must be >= 0")
