@@ -1,8 +1,10 @@
-"""Kodak evaluation report (paper section 5): ``python eval.py [overrides]``, see conf/eval.yaml.
+"""Kodak evaluation report (paper section 5): ``python eval.py [overrides]``, see conf/eval/eval.yaml.
+
+    python eval.py images.root=../shared/data/kodak checkpoints='[a.ckpt]' logger=wandb
 
 Only config handling lives here: paths are resolved against the launch directory (Hydra does
-not change it), Kodak is downloaded when no image folder is given, and the package gets plain
-arguments.
+not change it), Kodak is downloaded when no image folder is given (``images.root=null``), and
+the package (rtaic.evaluation.run.evaluate) gets plain arguments.
 """
 
 from pathlib import Path
@@ -13,8 +15,11 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from rtaic.data.kodak import download_kodak
-from rtaic.evaluation.learned import with_rdoq
+from rtaic.evaluation.measure import with_rdoq
+from rtaic.evaluation.names import OURS, TRUNCATED_CURVE
 from rtaic.evaluation.run import evaluate
+
+LOGGERS = ("none", "wandb")  # conf/eval/eval.yaml's logger
 
 
 def _checkpoints(listed, truncated=None) -> dict[str, list[str]] | list[str]:
@@ -43,33 +48,30 @@ def _checkpoints(listed, truncated=None) -> dict[str, list[str]] | list[str]:
             path = Path(to_absolute_path(model))
         if path is None:
             raise ValueError("truncated: no model given and no bundled default model")
-        out = dict(out) if isinstance(out, dict) else ({"learned": out} if out else {})
-        out["learned_truncated"] = [truncated_name(path, float(f)) for f in truncated["fractions"]]
+        out = dict(out) if isinstance(out, dict) else ({OURS: out} if out else {})
+        out[TRUNCATED_CURVE] = [truncated_name(path, float(f)) for f in truncated["fractions"]]
     return out
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path="conf/eval", config_name="eval")
 def main(cfg: DictConfig) -> dict:
     out_dir = HydraConfig.get().runtime.output_dir
-    if cfg.dataset.root:
-        root = to_absolute_path(cfg.dataset.root)
+    choice = str(cfg.logger).lower()
+    if choice not in LOGGERS:
+        raise ValueError(f"eval.py supports logger=none or logger=wandb, got {cfg.logger!r}")
+    if cfg.images.root:
+        root = to_absolute_path(cfg.images.root)
     else:
-        cache = to_absolute_path(cfg.dataset.cache_dir) + "/kodak" if cfg.dataset.cache_dir else None
-        root = download_kodak(cache, base_url=cfg.dataset.url, progress=cfg.progress)
+        cache = to_absolute_path(cfg.images.cache_dir) + "/kodak" if cfg.images.cache_dir else None
+        root = download_kodak(cache, base_url=cfg.images.url, progress=cfg.progress)
     logger = None
-    choice = HydraConfig.get().runtime.choices.get("logger")
     if choice == "wandb":
         from rtaic.evaluation.wandb_log import WandbReport
 
-        # The training logger config interpolates training keys; take only its project.
-        project = OmegaConf.select(cfg, "logger.wandb.project", default="rtaic")
-        settings = {k: v for k, v in cfg.items() if k != "logger"}
         logger = WandbReport(
-            project=project, name=cfg.wandb.name, tags=list(cfg.wandb.tags),
-            config=OmegaConf.to_container(OmegaConf.create(settings), resolve=True), dir=out_dir,
+            project=cfg.wandb.project, name=cfg.wandb.name, tags=list(cfg.wandb.tags),
+            config=OmegaConf.to_container(cfg, resolve=True), dir=out_dir,
         )
-    elif choice not in (None, "none", "csv"):  # csv: the report is already files
-        raise ValueError(f"eval.py supports logger=none or logger=wandb, got {choice!r}")
     try:
         return evaluate(
             image_root=root,

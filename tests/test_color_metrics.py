@@ -1,26 +1,64 @@
+"""Colour spaces (rtaic.color) and the metrics built on them (rtaic.metrics)."""
+
 import pytest
 import torch
 
-from rtaic.color import CHANNEL_WEIGHTS, rgb_to_ycbcr, ycbcr_to_rgb
+from rtaic import color
+from rtaic.color import CHANNEL_WEIGHTS, from_space, rgb_to_ycbcr, to_space, ycbcr_to_rgb
 from rtaic.metrics import msssim_window, psnr, weighted_msssim
 
 
-def test_ycbcr_matches_bt601_reference_values():
-    rgb = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
-    ycc = rgb_to_ycbcr(rgb).flatten()
-    assert ycc.tolist() == pytest.approx([0.299, 0.5 - 0.168736, 1.0], abs=1e-5)
-    white = rgb_to_ycbcr(torch.ones(3, 1, 1)).flatten()
-    assert white.tolist() == pytest.approx([1.0, 0.5, 0.5], abs=1e-6)
+def test_ycbcr_of_known_colours():
+    rgb = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1], [0.5, 0.5, 0.5]], dtype=torch.float64)
+    got = rgb_to_ycbcr(rgb.T.reshape(3, 5, 1)).reshape(3, 5).T
+    # JFIF/BT.601 full range: Y = .299R + .587G + .114B, Cb = .5 + (B - Y) / 1.772,
+    # Cr = .5 + (R - Y) / 1.402.
+    y = rgb @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+    want = torch.stack([y, 0.5 + (rgb[:, 2] - y) / 1.772, 0.5 + (rgb[:, 0] - y) / 1.402], 1)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got[3], torch.tensor([1.0, 0.5, 0.5], dtype=torch.float64))
+    assert color.LUMA == (0.299, 0.587, 0.114)  # the luma row, as a plain tuple (imageio)
 
 
 def test_ycbcr_round_trip():
     x = torch.rand(2, 3, 5, 7)
     assert torch.allclose(ycbcr_to_rgb(rgb_to_ycbcr(x)), x, atol=1e-6)
+    x64 = x.double()  # in float64 the matrices are inverse to rounding
+    torch.testing.assert_close(ycbcr_to_rgb(rgb_to_ycbcr(x64)), x64, atol=1e-12, rtol=0)
+    # the inverse on its own: mid-grey with chroma 0.5 is grey; Cr above 0.5 is red
+    grey = ycbcr_to_rgb(torch.tensor([0.5, 0.5, 0.5]).view(3, 1, 1)).flatten()
+    torch.testing.assert_close(grey, torch.full((3,), 0.5), atol=1e-6, rtol=0)
+    red = ycbcr_to_rgb(torch.tensor([0.299, 0.5 - 0.299 / 1.772, 1.0]).view(3, 1, 1)).flatten()
+    torch.testing.assert_close(red, torch.tensor([1.0, 0.0, 0.0]), atol=1e-6, rtol=0)
+
+
+def test_conversion_keeps_the_input_dtype_and_device():
+    for dtype in (torch.float32, torch.float64):
+        x = torch.rand(3, 4, 4, dtype=dtype)
+        assert rgb_to_ycbcr(x).dtype == dtype and ycbcr_to_rgb(x).dtype == dtype
+    # "meta" tensors (shapes, no data) stand in for a GPU: no constant may stay on the CPU.
+    x = torch.rand(1, 3, 4, 4, device="meta")
+    assert rgb_to_ycbcr(x).device.type == "meta" and ycbcr_to_rgb(x).device.type == "meta"
+
+
+def test_colour_spaces_by_name():
+    assert color.COLOR_SPACES == ("rgb", "ycbcr")
+    assert color.COLOR_SPACE_NAMES == {"rgb": "RGB", "ycbcr": "YCbCr"}
+    x = torch.rand(1, 3, 4, 4)
+    assert to_space(x, "rgb") is x and from_space(x, "rgb") is x
+    torch.testing.assert_close(to_space(x, "ycbcr"), rgb_to_ycbcr(x))
+    torch.testing.assert_close(from_space(x, "ycbcr"), ycbcr_to_rgb(x))
+    assert color.check_color_space("ycbcr") == "ycbcr"
+    for fn in (to_space, from_space):
+        with pytest.raises(ValueError, match="unknown colour space 'lab'; expected one of"):
+            fn(x, "lab")
 
 
 def test_weights():
+    # The paper's weighting: RGB channels equal, YCbCr luma six times each chroma channel.
+    assert CHANNEL_WEIGHTS["rgb"] == (1 / 3, 1 / 3, 1 / 3)
     assert CHANNEL_WEIGHTS["ycbcr"] == (0.75, 0.125, 0.125)
-    assert sum(CHANNEL_WEIGHTS["rgb"]) == pytest.approx(1.0)
+    assert set(CHANNEL_WEIGHTS) == set(color.COLOR_SPACES)
 
 
 def test_window_adapts_to_crop_size():

@@ -216,7 +216,7 @@ def test_truncated_model_names_for_the_evaluation(ckpt, codec, prog):
     assert name.endswith("tiny@0.25.ckpt")
     assert split_truncated(name) == (str(ckpt), 0.25)
     assert split_truncated(str(ckpt)) == (str(ckpt), None)
-    from rtaic.evaluation.learned import load
+    from rtaic.evaluation.measure import load
 
     cut = load(name)
     assert isinstance(cut, TruncatedCodec)

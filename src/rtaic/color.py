@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-COLOR_SPACES = ("rgb", "ycbcr")
+# Each colour space's key (configs, records, file names) and its name in text and plots.
+COLOR_SPACE_NAMES = {"rgb": "RGB", "ycbcr": "YCbCr"}
+COLOR_SPACES = tuple(COLOR_SPACE_NAMES)
 CHANNEL_WEIGHTS = {"rgb": (1 / 3, 1 / 3, 1 / 3), "ycbcr": (6 / 8, 1 / 8, 1 / 8)}
 
 _RGB_TO_YCBCR = torch.tensor(
@@ -19,6 +21,8 @@ _RGB_TO_YCBCR = torch.tensor(
     ],
     dtype=torch.float64,
 )
+# The luma row, Y = 0.299 R + 0.587 G + 0.114 B (also what Pillow's convert("L") computes).
+LUMA = tuple(_RGB_TO_YCBCR[0].tolist())
 _YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
 _OFFSET = torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64)
 
@@ -31,15 +35,13 @@ def check_color_space(name: str) -> str:
 
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB in [0, 1] -> YCbCr in [0, 1] (chroma centred on 0.5)."""
-    m = _RGB_TO_YCBCR.to(x.device, x.dtype)
-    y = torch.einsum("ij,...jhw->...ihw", m, x)
-    return y + _OFFSET.to(x.device, x.dtype).view(3, 1, 1)
+    y = torch.einsum("ij,...jhw->...ihw", _RGB_TO_YCBCR.to(x), x)  # .to(x): x's device and dtype
+    return y + _OFFSET.to(x).view(3, 1, 1)
 
 
 def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`rgb_to_ycbcr`."""
-    m = _YCBCR_TO_RGB.to(x.device, x.dtype)
-    return torch.einsum("ij,...jhw->...ihw", m, x - _OFFSET.to(x.device, x.dtype).view(3, 1, 1))
+    return torch.einsum("ij,...jhw->...ihw", _YCBCR_TO_RGB.to(x), x - _OFFSET.to(x).view(3, 1, 1))
 
 
 def to_space(x: torch.Tensor, color_space: str) -> torch.Tensor:

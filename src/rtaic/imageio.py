@@ -25,12 +25,12 @@ import torch
 from PIL import Image
 
 from rtaic.coding.bitstream import MAX_PIXELS, MAX_SIDE
+from rtaic.color import LUMA as _LUMA  # BT.601, as Pillow's convert("L")
 
 _GREY_8 = {"L", "1"}
 _GREY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _ALPHA = {"RGBA": "RGBA", "LA": "LA", "PA": "RGBA", "RGBa": "RGBA", "La": "LA"}
 _COLOUR = {"RGB", "RGBX", "CMYK", "YCbCr", "HSV", "P"}
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's convert("L")
 
 
 class ImageModeError(ValueError):

@@ -3,11 +3,14 @@
 import functools
 import hashlib
 import http.server
+import re
 import threading
+from pathlib import Path
 
 import pytest
 
 from rtaic.data import kodak
+from rtaic.data.folders import sha256_file
 
 
 @pytest.fixture
@@ -61,10 +64,26 @@ def test_replaces_a_corrupted_local_copy(server, tmp_path):
     assert (tmp_path / "k" / "kodim03.png").read_bytes() == b"pixels"
 
 
-def test_default_cache_dir_and_embedded_checksums(monkeypatch, tmp_path):
-    monkeypatch.setenv("RTAIC_CACHE", str(tmp_path))
-    assert kodak.default_cache_dir() == tmp_path
-    monkeypatch.delenv("RTAIC_CACHE")
-    assert kodak.default_cache_dir().parts[-2:] == (".cache", "rtaic")
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("RTAIC_CACHE", str(tmp_path / "cache"))
+    assert kodak.default_cache_dir() == tmp_path / "cache"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # Path.home() reads HOME
+    for unset in (monkeypatch.delenv, lambda name: monkeypatch.setenv(name, "")):
+        unset("RTAIC_CACHE")
+        assert kodak.default_cache_dir() == tmp_path / "home" / ".cache" / "rtaic"
+
+
+def test_embedded_checksums_are_24_distinct_sha256_digests():
     assert sorted(kodak.KODAK_SHA256) == [f"kodim{i:02d}.png" for i in range(1, 25)]
-    assert all(len(h) == 64 and int(h, 16) >= 0 for h in kodak.KODAK_SHA256.values())
+    digests = list(kodak.KODAK_SHA256.values())
+    assert all(re.fullmatch("[0-9a-f]{64}", h) for h in digests)
+    assert len(set(digests)) == 24
+
+
+SHARED_KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak"
+
+
+@pytest.mark.skipif(not (SHARED_KODAK / "kodim24.png").exists(), reason="no local copy of Kodak")
+def test_embedded_checksums_match_the_real_images():
+    got = {name: sha256_file(SHARED_KODAK / name) for name in kodak.KODAK_SHA256}
+    assert got == kodak.KODAK_SHA256

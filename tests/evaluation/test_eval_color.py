@@ -1,24 +1,13 @@
-"""The report's colour spaces: BT.601 YCbCr as JPEG uses it, and the 1:1:1 / 6:1:1 weights."""
+"""The report's colour metrics: YCbCr as JPEG (Pillow) computes it, and MS-SSIM with the
+1:1:1 / 6:1:1 channel weights (the conversion itself: tests/test_color_metrics.py)."""
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pytorch_msssim import ms_ssim
 
-from rtaic.color import CHANNEL_WEIGHTS, rgb_to_ycbcr
+from rtaic.color import rgb_to_ycbcr
 from rtaic.evaluation.measure import quality_metrics, to_tensor
-
-
-def test_ycbcr_of_known_colours():
-    rgb = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1], [0.5, 0.5, 0.5]], dtype=torch.float64)
-    got = rgb_to_ycbcr(rgb.T.reshape(3, 5, 1)).reshape(3, 5).T
-    # JFIF/BT.601 full range: Y = .299R + .587G + .114B, Cb = .5 + (B - Y) / 1.772,
-    # Cr = .5 + (R - Y) / 1.402.
-    y = rgb @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
-    want = torch.stack([y, 0.5 + (rgb[:, 2] - y) / 1.772, 0.5 + (rgb[:, 0] - y) / 1.402], 1)
-    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
-    torch.testing.assert_close(got[3], torch.tensor([1.0, 0.5, 0.5], dtype=torch.float64))
 
 
 def test_ycbcr_matches_pillow_jpeg_conversion():
@@ -26,11 +15,6 @@ def test_ycbcr_matches_pillow_jpeg_conversion():
     pil = np.asarray(Image.fromarray(arr).convert("YCbCr"), dtype=np.float64) / 255
     ours = rgb_to_ycbcr(to_tensor(Image.fromarray(arr)))[0].permute(1, 2, 0).numpy()
     assert np.abs(ours - pil).max() <= 1.01 / 255  # Pillow rounds to 8 bits
-
-
-def test_weights():
-    assert CHANNEL_WEIGHTS["rgb"] == pytest.approx((1 / 3, 1 / 3, 1 / 3))
-    assert CHANNEL_WEIGHTS["ycbcr"] == pytest.approx((0.75, 0.125, 0.125))
 
 
 def _smooth(seed: int) -> np.ndarray:

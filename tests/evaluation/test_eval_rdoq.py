@@ -8,9 +8,9 @@ import pytest
 
 from codec_helpers import make_checkpoint, photo
 from rtaic.codec import load_codec
-from rtaic.evaluation import learned
-from rtaic.evaluation.learned import RDOQ_CURVE, rdoq_name, split_rdoq, with_rdoq
-from rtaic.evaluation.summary import label
+from rtaic.evaluation import measure
+from rtaic.evaluation.measure import rdoq_name, split_rdoq, with_rdoq
+from rtaic.evaluation.names import RDOQ_CURVE, label
 
 
 def test_rdoq_names_round_trip(tmp_path):
@@ -40,8 +40,8 @@ def test_the_rdoq_curve_measures_real_rdoq_files(tmp_path):
     ckpt = str(make_checkpoint(tmp_path / "tiny.ckpt"))
     image_path = tmp_path / "img.png"
     photo(64, 48, seed=7).save(image_path)
-    pairs = learned.curves_of(with_rdoq([ckpt], 2.0))
-    records = learned.measure_checkpoints(str(image_path), "img.png", "0" * 64, pairs)
+    pairs = measure.curves_of(with_rdoq([ckpt], 2.0))
+    records = measure.measure_checkpoints(str(image_path), "img.png", "0" * 64, pairs)
     by_curve = {r["codec"]: r for r in records}
     assert set(by_curve) == {"learned", RDOQ_CURVE}
     codec = load_codec(ckpt)

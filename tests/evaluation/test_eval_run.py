@@ -113,7 +113,7 @@ def test_eval_py_entry_point_with_a_pool_of_two(setup, first, tmp_path):
     """eval.py end to end; the spawned workers must give the in-process run's points."""
     tmp, images, ckpts = setup
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "eval.py", f"dataset.root={images}", "codecs=[jpeg420]",
+    cmd = [sys.executable, "eval.py", f"images.root={images}", "codecs=[jpeg420]",
            "qualities={jpeg420: [20, 60]}", f"cache_dir={tmp_path / 'cache'}",
            f"hydra.run.dir={tmp_path / 'out'}", "workers=2", "progress=false",
            f"checkpoints=[{ckpts[0]}]", f"learned_loader={LOADER}"]

@@ -50,7 +50,7 @@ def report(tmp_path_factory):
     _image(1500, 180, 1).save(images / "wide.png")  # wider than its pane: shown scaled
     (tmp / "q30.ckpt").write_text("30")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "eval.py", f"dataset.root={images}", "codecs=[jpeg420,webp]",
+    cmd = [sys.executable, "eval.py", f"images.root={images}", "codecs=[jpeg420,webp]",
            "qualities={jpeg420: [10, 30, 60, 90], webp: [10, 40, 80]}", f"cache_dir={tmp / 'cache'}",
            f"hydra.run.dir={tmp / 'out'}", "workers=1", "progress=false", f"html_sizes={SIZES}",
            f"checkpoints=[{tmp / 'q30.ckpt'}]", f"learned_loader={LOADER}"]

@@ -61,8 +61,22 @@ def test_msssim_at_bpp(summary):
 
 
 def test_bd_rate_per_image_then_mean(summary):
-    assert summary["bd_rate"]["jpeg420"]["rgb"]["webp"]["mean"] == pytest.approx((-0.5 - 0.2) / 2)
-    assert summary["bd_rate"]["jpeg420"]["ycbcr"]["jpeg420"]["mean"] == pytest.approx(0.0)
+    # a.png: half of JPEG's bits (-50%); b.png: 80% (-20%); the mean of the two, not the
+    # BD-rate of mean curves.
+    assert summary["bd_rate"]["jpeg420"]["rgb"]["webp"] == {"mean": pytest.approx((-0.5 - 0.2) / 2),
+                                                            "n": 2, "missing": 0}
+
+
+def test_bd_rate_reads_each_colour_spaces_own_msssim():
+    jpeg = _records("jpeg420", "a.png", [(0.1, 0.85), (0.2, 0.90), (0.4, 0.95), (0.8, 0.99)])
+    webp = _records("webp", "a.png", [(0.1, 0.90), (0.2, 0.95), (0.4, 0.99)])
+    for r, m in zip(webp, (0.85, 0.90, 0.95), strict=True):
+        r["msssim_ycbcr"] = m  # in YCbCr WebP is JPEG's curve point for point
+    bd = summarize(jpeg + webp, [0.2], [0.9], "jpeg420")["bd_rate"]["jpeg420"]
+    # RGB: at every point WebP needs half of JPEG's bits; YCbCr: the same bits. (Not exactly
+    # -50% and 0: JPEG's extra point changes its interpolation's slopes a little.)
+    assert bd["rgb"]["webp"]["mean"] == pytest.approx(-0.5, abs=0.005)
+    assert bd["ycbcr"]["webp"]["mean"] == pytest.approx(0.0, abs=0.005)
 
 
 def test_dropped_points_and_timings(summary):

@@ -1,10 +1,10 @@
 """The traditional codecs we compare against, one class each, all through Pillow and its plugins.
 
 Every baseline turns an 8-bit RGB image and one quality setting into a real file (bytes) and
-back, and says how many of those bytes are header. Settings follow the paper's choices and the
-field notes: JPEG 2000 with the 9/7 wavelet and the colour transform (Pillow's defaults are a
-far weaker lossless-first codec), WebP at method 6, HEVC intra through pillow-heif standing in
-for BPG. Plugins are imported on first use, inside the worker that needs them, because importing
+back, and says how many of those bytes are header. Settings follow the paper's choices, plus:
+JPEG 2000 with the irreversible 9/7 wavelet and the colour transform (Pillow's defaults, the
+reversible 5/3 wavelet without it, are made for lossless coding and far weaker at these
+rates), WebP at method 6, HEVC intra through pillow-heif standing in for BPG. Plugins are imported on first use, inside the worker that needs them, because importing
 pillow-avif-plugin replaces Pillow's own AVIF support for the whole process.
 """
 

@@ -26,11 +26,10 @@ import numpy as np
 from PIL import Image
 
 from rtaic.evaluation.baselines import get_baseline
-from rtaic.evaluation.learned import DEFAULT_LOADER, is_ours
-from rtaic.evaluation.learned import header_bytes as learned_header_bytes
-from rtaic.evaluation.learned import load as load_learned
-from rtaic.evaluation.measure import quality_metrics, to_tensor
-from rtaic.evaluation.summary import label
+from rtaic.evaluation.measure import DEFAULT_LOADER, quality_metrics, to_tensor
+from rtaic.evaluation.measure import header_bytes as learned_header_bytes
+from rtaic.evaluation.measure import load as load_learned
+from rtaic.evaluation.names import is_ours, label
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,38 @@
-"""One rate-distortion point: encode to real bytes, decode, score the decoded 8-bit image.
+"""Measure a codec on an image into records: encode to real bytes, decode, score the decoded
+8-bit image.
 
-The same record serves the baselines and our own checkpoints, so the report treats them alike.
-Bits always come from ``len(bytes)`` of a real file (never from an entropy estimate), and the
+One record per (codec, setting, image), the same for the baselines (:func:`measure_baseline`,
+a codec of baselines.py at one quality) and for our own checkpoints
+(:func:`measure_checkpoints`, one checkpoint each), so the report treats them alike. Bits
+always come from ``len(bytes)`` of a real file (never from an entropy estimate), and the
 metrics compare the decoded 8-bit image with the original 8-bit image.
+
+Our checkpoints are reached only through the public ``Codec`` API (``compress(image) ->
+bytes``, ``decompress(bytes) -> image``), never through the training stack, so what is
+reported is what a user gets. The loader is named by a ``"module:function"`` string, imported
+lazily in the worker; tests point it at a fake codec.
+
+RDOQ (rate-distortion optimized quantization at encode time, rtaic.coding.rdoq) is scored
+as one more curve, ``learned_rdoq``: the checkpoint name ``dir/m+rdoq0.03.ckpt``
+(:func:`rdoq_name`) is model ``dir/m.ckpt`` encoding with ``rdoq=0.03``; its files decode
+with the plain decoder like any other (``eval.py rdoq=0.03`` adds the curve).
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from rtaic.evaluation.baselines import get_baseline
+from rtaic.evaluation.names import OURS, RDOQ_CURVE, is_ours
 from rtaic.metrics import ciede2000, psnr, weighted_msssim
 
 # Bump when a field's meaning or a metric's definition changes: it invalidates cached records.
@@ -23,8 +41,8 @@ RECORD_VERSION = 2  # 2: ciede2000
 
 @dataclass
 class Record:
-    codec: str  # baseline name, or "rtaic" for our checkpoints
-    quality: str  # the codec's setting (a number as text), or the checkpoint's file name
+    codec: str  # baseline name, or the name of our curve (names.py)
+    quality: str  # the codec's setting (a number as text), or the checkpoint's path
     image: str  # file name
     sha256: str  # of the original file
     width: int
@@ -96,3 +114,142 @@ def measure(
         **quality_metrics(original, to_tensor(decoded)),
         encode_s=t1 - t0, decode_s=t2 - t1,
     )
+
+
+# -- the baselines ------------------------------------------------------------------------
+
+
+def _open_rgb(path: str) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def measure_baseline(path: str, name: str, sha256: str, codec: str, qualities: list) -> list[dict]:
+    """All requested qualities of one baseline on one image (a worker job)."""
+    baseline = get_baseline(codec)
+    baseline.setup()  # import the plugin outside the timed encode
+    image = _open_rgb(path)
+    original = to_tensor(image)
+    return [
+        measure(codec, q, image, original, name, sha256,
+                encode=lambda img, q=q: baseline.encode(img, q),
+                decode=baseline.decode, header_bytes=baseline.header_bytes).to_dict()
+        for q in qualities
+    ]
+
+
+# -- our checkpoints, through the codec API -----------------------------------------------
+
+DEFAULT_LOADER = "rtaic:load_codec"
+
+_loaded: dict[tuple[str, str], object] = {}
+
+
+def load(checkpoint: str, loader: str = DEFAULT_LOADER):
+    """The codec for one checkpoint, loaded once per process. ``dir/m@0.25.ckpt`` is model
+    ``dir/m.ckpt`` with its files cut to 25% of their length (rtaic.sizing.truncated_name);
+    ``dir/m+rdoq0.03.ckpt`` is model ``dir/m.ckpt`` encoding with RDOQ at lambda 0.03."""
+    key = (loader, checkpoint)
+    if key not in _loaded:
+        from rtaic.sizing import TruncatedCodec, split_truncated
+
+        path, lam = split_rdoq(checkpoint)
+        path, fraction = split_truncated(path)
+        module, _, function = loader.partition(":")
+        codec = getattr(importlib.import_module(module), function)(path)
+        if lam is not None:
+            codec = RdoqCodec(codec, lam)
+        _loaded[key] = codec if fraction is None else TruncatedCodec(codec, fraction)
+    return _loaded[key]
+
+
+# -- RDOQ: a model encoding with rate-distortion optimized quantization ----------------------
+
+_RDOQ = re.compile(r"^(?P<stem>.+)\+rdoq(?P<lam>\d*\.?\d+(?:[eE][-+]?\d+)?)$")
+
+
+def rdoq_name(model: str | Path, lam: float) -> str:
+    """'dir/m.ckpt', 0.03 -> 'dir/m+rdoq0.03.ckpt': names model m encoding with RDOQ at
+    ``lam``, wherever a checkpoint path is expected (:func:`load`)."""
+    if not lam > 0:
+        raise ValueError(f"RDOQ lambda must be > 0, got {lam}")
+    p = Path(model)
+    return str(p.with_name(f"{p.stem}+rdoq{lam:g}{p.suffix}"))
+
+
+def split_rdoq(name: str | Path) -> tuple[str, float | None]:
+    """Inverse of :func:`rdoq_name`: (model path, lambda), or (name, None) for a plain model
+    (also for an existing file whose name merely looks like one)."""
+    p = Path(name)
+    m = _RDOQ.match(p.stem)
+    if m is None or p.is_file():
+        return str(name), None
+    return str(p.with_name(m["stem"] + p.suffix)), float(m["lam"])
+
+
+class RdoqCodec:
+    """A codec that encodes with RDOQ at ``lam``; its files decode as any file does."""
+
+    def __init__(self, codec, lam: float) -> None:
+        self.codec, self.lam = codec, lam
+
+    def compress(self, image: Image.Image) -> bytes:
+        return self.codec.compress(image, rdoq=self.lam)
+
+    def decompress(self, data: bytes) -> Image.Image:
+        return self.codec.decompress(data)
+
+    def encode_progressive(self, image: Image.Image):
+        return self.codec.encode_progressive(image, rdoq=self.lam)
+
+
+def with_rdoq(checkpoints: dict[str, list[str]] | list[str], lam: float | None,
+              curve: str = OURS) -> dict[str, list[str]] | list[str]:  # fmt: skip
+    """``checkpoints`` plus the curve ``learned_rdoq``: the models of ``curve`` (the RGB
+    ``learned`` one; a plain list is that curve) encoding with RDOQ at ``lam`` (None or 0:
+    ``checkpoints`` unchanged)."""
+    if not lam:
+        return checkpoints
+    out = dict(checkpoints) if isinstance(checkpoints, dict) else ({OURS: list(checkpoints)} if checkpoints else {})
+    out[RDOQ_CURVE] = [rdoq_name(c, float(lam)) for c in out.get(curve, [])]
+    return out
+
+
+def header_bytes(codec, data: bytes) -> int:
+    """The codec's own header length if it can tell (``codec.header_bytes(data)``), else the
+    fixed header of the .rtaic bitstream (docs/bitstream.md)."""
+    fn = getattr(codec, "header_bytes", None)
+    if callable(fn):
+        return int(fn(data))
+    from rtaic.coding.bitstream import HEADER_SIZE
+
+    return HEADER_SIZE
+
+
+def curves_of(checkpoints: dict[str, list[str]] | list[str]) -> list[tuple[str, str]]:
+    """(curve, checkpoint) pairs; a plain list of checkpoints is the one ``learned`` curve."""
+    if isinstance(checkpoints, dict):
+        for curve in checkpoints:
+            if not is_ours(curve):
+                raise ValueError(f"our curves are named {OURS!r} or '{OURS}_<family>', got {curve!r}")
+        return [(curve, str(c)) for curve, paths in checkpoints.items() for c in paths]
+    return [(OURS, str(c)) for c in checkpoints]
+
+
+def measure_checkpoints(
+    path: str, name: str, sha256: str, checkpoints: list, loader: str = DEFAULT_LOADER
+) -> list[dict]:
+    """One record per checkpoint for one image (a worker job); ``checkpoints`` are paths or
+    (curve, path) pairs."""
+    image = _open_rgb(path)
+    original = to_tensor(image)
+    records: list[Record] = []
+    for item in checkpoints:
+        curve, ckpt = item if isinstance(item, (tuple, list)) else (OURS, item)
+        codec = load(ckpt, loader)
+        records.append(
+            measure(curve, ckpt, image, original, name, sha256,
+                    encode=codec.compress, decode=codec.decompress,
+                    header_bytes=lambda data, c=codec: header_bytes(c, data))
+        )
+    return [r.to_dict() for r in records]

@@ -14,21 +14,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rtaic.evaluation.learned import CODEC_NAME as OURS  # noqa: E402
-from rtaic.evaluation.learned import is_ours  # noqa: E402
-from rtaic.evaluation.summary import Curves, label, relative_size  # noqa: E402
+from rtaic.evaluation.names import (  # noqa: E402
+    OURS,
+    RDOQ_CURVE,
+    SPACES,
+    curve,
+    is_ours,
+    label,
+    space_label,
+    space_name,
+)
+from rtaic.evaluation.summary import Curves, relative_size  # noqa: E402
 
 # The paper reports BPG 4:2:0 in YCbCr and 4:4:4 in RGB; HEVC stands in for BPG here.
 HIDDEN = {"rgb": {"hevc420"}, "ycbcr": {"hevc444"}}
-SPACE_NAME = {"rgb": "RGB", "ycbcr": "YCbCr"}
-SPACE_LABEL = {"rgb": "RGB, channels 1:1:1", "ycbcr": "YCbCr, channels 6:1:1"}
+# Our curves in fixed colours (others: matplotlib's cycle).
+COLOURS = {OURS: "black", curve("ycbcr"): "dimgray", curve("gan"): "darkred", RDOQ_CURVE: "tab:blue"}
 
 
 def _style(codec: str) -> dict:
     ours = is_ours(codec)
     return {"linewidth": 2.5 if ours else 1.4, "marker": "o" if ours else ".", "markersize": 6 if ours else 4,
-            "color": {OURS: "black", f"{OURS}_ycbcr": "dimgray", f"{OURS}_gan": "darkred", f"{OURS}_rdoq": "tab:blue"}.get(codec) if ours else None,
-            "zorder": 3 if ours else 2}
+            "color": COLOURS.get(codec) if ours else None, "zorder": 3 if ours else 2}
 
 
 def _mean_curve(curves: Curves, codec: str, field: str):
@@ -60,8 +67,8 @@ def rd_plot(curves: Curves, space: str, path: Path, max_bpp: float = 2.0) -> Pat
     ax.set_xlim(0, max_bpp)
     ax.set_ylim(0.88, 1.0)
     ax.set_xlabel("bits per pixel (header removed), mean over images")
-    ax.set_ylabel(f"MS-SSIM ({SPACE_LABEL[space]})")
-    ax.set_title(f"Rate-distortion on {len(curves.images)} images, MS-SSIM in {SPACE_NAME[space]}")
+    ax.set_ylabel(f"MS-SSIM ({space_label(space)})")
+    ax.set_title(f"Rate-distortion on {len(curves.images)} images, MS-SSIM in {space_name(space)}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     return _save(fig, path)
@@ -78,7 +85,7 @@ def relative_size_plot(curves: Curves, space: str, reference: str, path: Path) -
         y = [100 * s["mean"] if s["missing"] == 0 else np.nan for s in (rel[codec][str(p)] for p in points)]
         ax.plot(points, y, label=label(codec), **_style(codec))
     ax.axhline(100, color="gray", linewidth=0.8)
-    ax.set_xlabel(f"MS-SSIM ({SPACE_LABEL[space]})")
+    ax.set_xlabel(f"MS-SSIM ({space_label(space)})")
     ax.set_ylabel(f"size relative to {label(reference)} (%), mean of per-image ratios")
     ax.set_title(f"File size at equal MS-SSIM relative to {label(reference)} (header removed)\n"
                  "drawn only where every image's curves reach that MS-SSIM", fontsize=11)
@@ -107,7 +114,7 @@ def timing_plot(summary: dict, which: str, path: Path) -> Path:
 def all_plots(records: list[dict], summary: dict, out_dir: Path) -> dict[str, Path]:
     curves = Curves(records)
     figs = {}
-    for space in ("rgb", "ycbcr"):
+    for space in SPACES:
         figs[f"msssim_vs_bpp_{space}"] = rd_plot(curves, space, out_dir / f"msssim_vs_bpp_{space}.png")
         for ref in summary["relative_size"]:
             name = f"relative_size_vs_{ref}_{space}"

@@ -19,9 +19,9 @@ def monotone(rate, quality) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.lexsort((-quality, rate))  # by rate, the best quality first among equal rates
     kept, best = [], -np.inf
     for i in order:
+        # Among equal rates the best quality comes first, so an equal-rate point after a kept
+        # one never scores higher: this keeps at most one point per rate.
         if np.isfinite(rate[i]) and np.isfinite(quality[i]) and quality[i] > best:
-            if kept and rate[i] == rate[kept[-1]]:
-                continue
             kept.append(i)
             best = quality[i]
     idx = np.array(kept, dtype=int)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from rtaic.evaluation import plots
 from rtaic.evaluation.measure import Record
-from rtaic.evaluation.summary import label, summarize
+from rtaic.evaluation.names import SPACES, label, space_name
+from rtaic.evaluation.summary import summarize
 
 FIELDS = list(Record.__dataclass_fields__)
-SPACE = {"rgb": "RGB", "ycbcr": "YCbCr"}
 
 
 def write_csv(records: list[dict], path: Path) -> None:
@@ -59,11 +59,11 @@ def markdown(summary: dict) -> str:
            "interpolated there (their curve does not reach that point), which are left out of "
            "that mean. Sizes with the header removed unless marked \"file\" (docs/evaluation.md).",
            ""]
-    for space in ("rgb", "ycbcr"):
+    for space in SPACES:
         hidden = plots.HIDDEN[space]
         codecs = [c for c in summary["codecs"] if c not in hidden]
         sz = summary["size_at_msssim"][space]
-        out += [f"## Bytes at fixed MS-SSIM ({SPACE[space]})", "",
+        out += [f"## Bytes at fixed MS-SSIM ({space_name(space)})", "",
                 "Mean file bytes / payload bytes (payload bpp) per image.", ""]
         out += _table(["codec"] + ms, [
             [label(c)] + [f"{_fmt(sz[c][m]['bytes'], '.0f')} / {_fmt(sz[c][m]['payload_bytes'], '.0f')} "
@@ -72,13 +72,13 @@ def markdown(summary: dict) -> str:
         out.append("")
         for ref, rel in summary["relative_size"].items():
             r = rel[space]
-            out += [f"## File size relative to {label(ref)} at fixed MS-SSIM ({SPACE[space]})", ""]
+            out += [f"## File size relative to {label(ref)} at fixed MS-SSIM ({space_name(space)})", ""]
             out += _table(["codec"] + ms, [
                 [label(c)] + [f"{_fmt(None if r[c][m]['mean'] is None else 100 * r[c][m]['mean'], '.1f')}%"
                               f"{_missing(r[c][m])}" for m in ms] for c in codecs])
             out.append("")
         q = summary["msssim_at_bpp"][space]
-        out += [f"## MS-SSIM at fixed bpp ({SPACE[space]}, payload bpp)", ""]
+        out += [f"## MS-SSIM at fixed bpp ({space_name(space)}, payload bpp)", ""]
         out += _table(["codec"] + bpps, [
             [label(c)] + [f"{_fmt(q[c][b]['mean'], '.4f')}{_missing(q[c][b])}" for b in bpps] for c in codecs])
         out.append("")
@@ -100,7 +100,7 @@ def markdown(summary: dict) -> str:
     header, rows = ["codec"], {c: [label(c)] for c in summary["codecs"]}
     for ref, spaces in summary["bd_rate"].items():
         for space, vals in spaces.items():
-            header.append(f"vs {label(ref)}, {SPACE[space]}")
+            header.append(f"vs {label(ref)}, {space_name(space)}")
             for c in summary["codecs"]:
                 v = vals[c]
                 rows[c].append(f"{_fmt(None if v['mean'] is None else 100 * v['mean'], '+.1f')}%{_missing(v)}")
@@ -113,9 +113,9 @@ def markdown(summary: dict) -> str:
         for c, t in summary["timings"].items()])
     out += ["", "## Non-monotone points dropped before interpolation", "",
             "A point is dropped when a cheaper point of the same image scores at least as well."]
-    out += [""] + _table(["codec", "RGB dropped / points", "YCbCr dropped / points"], [
+    out += [""] + _table(["codec"] + [f"{space_name(s)} dropped / points" for s in SPACES], [
         [label(c)] + [f"{summary['dropped'][s][c]['dropped']} / {summary['dropped'][s][c]['points']}"
-                      for s in ("rgb", "ycbcr")] for c in summary["codecs"]])
+                      for s in SPACES] for c in summary["codecs"]])
     return "\n".join(out) + "\n"
 
 

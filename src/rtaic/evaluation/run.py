@@ -2,6 +2,9 @@
 
     images -> baselines (cached) + checkpoints (always fresh) -> records -> report folder
 
+What one job measures (a codec on an image, into records) is measure.py; this module decides
+which jobs to run, keeps the cache and writes the report.
+
 Measuring is spread over a process pool, one job per (image, codec); each finished baseline
 job is written to the cache at once, so an interrupted run loses at most the jobs in flight.
 """
@@ -12,31 +15,18 @@ import logging
 import time
 from pathlib import Path
 
-from PIL import Image
-
 from rtaic.data.folders import find_images, sha256_file
 from rtaic.evaluation.baselines import get_baseline
 from rtaic.evaluation.cache import ResultCache, cache_key
-from rtaic.evaluation.learned import DEFAULT_LOADER, curves_of, measure_checkpoints
-from rtaic.evaluation.measure import measure, to_tensor
+from rtaic.evaluation.measure import (
+    DEFAULT_LOADER,
+    curves_of,
+    measure_baseline,
+    measure_checkpoints,
+)
 from rtaic.evaluation.pool import run_jobs
 
 log = logging.getLogger(__name__)
-
-
-def measure_baseline(path: str, name: str, sha256: str, codec: str, qualities: list) -> list[dict]:
-    """All requested qualities of one baseline on one image (a worker job)."""
-    baseline = get_baseline(codec)
-    baseline.setup()  # import the plugin outside the timed encode
-    with Image.open(path) as im:
-        image = im.convert("RGB")
-    original = to_tensor(image)
-    return [
-        measure(codec, q, image, original, name, sha256,
-                encode=lambda img, q=q: baseline.encode(img, q),
-                decode=baseline.decode, header_bytes=baseline.header_bytes).to_dict()
-        for q in qualities
-    ]
 
 
 def collect(

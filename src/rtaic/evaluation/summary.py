@@ -13,19 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from rtaic.evaluation import rd
-from rtaic.evaluation.baselines import BASELINES
-from rtaic.evaluation.learned import CODEC_NAME as OURS
-from rtaic.evaluation.learned import is_ours
-
-SPACES = ("rgb", "ycbcr")
-
-
-def label(codec: str) -> str:
-    if codec == OURS:
-        return "Ours (rtaic)"
-    if is_ours(codec):
-        return f"Ours (rtaic, {codec.removeprefix(OURS + '_').replace('ycbcr', 'YCbCr').replace('gan', 'GAN').replace('rdoq', 'RDOQ')})"
-    return BASELINES[codec].label if codec in BASELINES else codec
+from rtaic.evaluation.names import OURS, SPACES, is_ours, label
 
 
 def _quality_order(q: str):
