@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+import probes
 from rtaic.training.acr import ACRCallback, acr_penalty
 
 
@@ -71,3 +72,34 @@ def test_running_bpp_has_momentum_and_its_state_round_trips():
     other = _acr(momentum=0.5)
     other.load_state_dict(cb.state_dict())
     assert other.running_bpp == pytest.approx(0.15)
+
+
+def _trained_run(train_cfg, target: float, steps: int) -> list[tuple[float, float]]:
+    """A real run from the bundled 0.25 bpp model (on the sample images at 64 px): the ACR
+    callback's running bpp and alpha after each step."""
+    from rtaic import zoo
+    from rtaic.training.runner import train
+
+    src = zoo.model_path("rgb_bpp0.25")
+    train(train_cfg([
+        f"init_from={src}", f"+model.architecture_from={src}", f"target_bpp={target}",
+        f"trainer.max_steps={steps}", "trainer.val_check_interval=1000", "data.batch_size=8",
+        "model.lr=1e-3",  # a short run: the rate rises only as fast as the network learns
+        "+callbacks.trace._target_=probes.BppTrace", "+callbacks.trace.name=trace",
+    ]))  # fmt: skip
+    return list(probes.RECORDS["trace"])
+
+
+@pytest.mark.parametrize("start_over_target", [2.0, 0.5])
+def test_the_feedback_loop_brings_the_rate_to_the_target(train_cfg, start_over_target):
+    """From a start 2x above the target and from one 2x below, the running bpp of a short
+    real run ends (mean of its last 100 steps) within 15% of target_bpp."""
+    start = _trained_run(train_cfg, 0.25, 1)[0][0]  # the model's rate on the first batch
+    target = start / start_over_target
+    trace = _trained_run(train_cfg, target, 400)
+    assert trace[0][0] == pytest.approx(start, rel=1e-4)  # the same first batch and weights
+    end = sum(b for b, _ in trace[-100:]) / 100
+    assert abs(end / target - 1) < 0.15, (start, target, end)
+    alphas = [a for _, a in trace]
+    # alpha moved the way the error says: up while above the target, down while below
+    assert (max(alphas[:20]) > 1.0) if start_over_target > 1 else (min(alphas[:20]) < 1.0)
