@@ -97,3 +97,13 @@ class RankLog(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         with open(f"{self.out}/rank{trainer.global_rank}.json", "w") as f:
             json.dump(self.steps, f)
+
+
+class StartWeights(pl.Callback):
+    """The module's weights when training starts (after any warm start or resume)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        RECORDS[self.name] = _snapshot(pl_module)

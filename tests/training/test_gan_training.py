@@ -164,3 +164,36 @@ def test_two_process_cpu_ddp_gan_run_keeps_ranks_in_step(tmp_path):
     assert len(rank0) == len(rank1) == 6
     assert rank0 == rank1  # alpha, decision and the averaged measurements, step by step
     assert all(s["decision"] is not None for s in rank0[2:]) and len({s["alpha"] for s in rank0}) > 1
+
+
+def test_a_warm_started_gan_run_exports_a_codec_only_model_with_the_same_bytes(train_cfg, tmp_path):
+    from codec_helpers import photo
+    from rtaic.cli import main as cli
+    from rtaic.codec import load_codec
+
+    plain = train(train_cfg(["trainer.max_steps=3"]))
+    init = tmp_path / "plain.ckpt"  # (the GAN run writes its checkpoints in the same folder)
+    Path(plain["last_checkpoint"]).rename(init)
+    gan = train(train_cfg([
+        "experiment=gan", "target_bpp=0.25", f"init_from={init}", "trainer.max_steps=3",
+        "model.adversarial.width=4", "model.adversarial.depth=2", *_probe("start", "StartWeights"),
+    ]))  # fmt: skip
+    # the GAN run started from the plain model's weights (and a fresh discriminator)
+    source = torch.load(init, weights_only=True)["state_dict"]
+    start = probes.RECORDS["start"]
+    assert all(torch.equal(start[k], v) for k, v in source.items() if k.startswith(("autoencoder.", "context_model.")))
+    assert any(k.startswith("discriminator.") for k in start)
+    trained = torch.load(gan["last_checkpoint"], weights_only=True)
+    assert trained["optimizer_states"] and trained["callbacks"][GATE]["counts"] != [0, 0, 0]
+
+    exported = tmp_path / "gan.ckpt"
+    assert cli(["export", gan["last_checkpoint"], "-o", str(exported)]) == 0
+    small = torch.load(exported, weights_only=True)
+    assert set(small) == {"state_dict", "rtaic"}  # no optimizer, scheduler, callback state
+    assert not any(k.startswith("discriminator.") for k in small["state_dict"])
+    assert {k: v for k, v in trained["state_dict"].items() if not k.startswith("discriminator.")}.keys() >= small["state_dict"].keys()
+    image = photo(48, 40)
+    full, codec = load_codec(gan["last_checkpoint"]), load_codec(exported)
+    data = full.compress(image)
+    assert codec.compress(image) == data and codec.fingerprint == full.fingerprint
+    assert codec.decompress(data).tobytes() == full.decompress(data).tobytes()
