@@ -177,6 +177,8 @@ def test_missing_values_read_as_nan():
     got = rd.value_at_rate([0.1, 0.2, 0.4], [0.9, 0.95, 0.97], [1.0, None, 3.0], [0.1, 0.3, 0.4])
     assert got[0] == 1.0 and math.isnan(got[1]) and got[2] == 3.0
     assert math.isnan(rd.msssim_db([None])[0])
+    got = rd.quality_at_rate([0.25, 0.5], [0.90, 0.95], [None, 0.375])  # a missing point to read
+    assert math.isnan(got[0]) and got[1] == pytest.approx(0.925)
 
 
 def test_a_curve_with_no_valid_point_reads_nan_everywhere():
