@@ -58,8 +58,8 @@ to check the stream, so decoding stays slower than encoding.
 
 Decoder network (2026-12-03, later): the patch form's lapped synthesis as one matmul and four
 shifted sums instead of a 16x16 transposed conv (10 -> 5 ms, one thread), and the trunk in
-bfloat16 where the CPU has bfloat16 units (rtaic.codec.synthesis_precision; this CPU has
-AMX). Trainings stopped (SIGSTOP), 2 threads, --repeat 1, the same model (0.447 bpp), runs
+bfloat16 where the CPU has bfloat16 units (rtaic.codec.synthesis_precision; the 2-core x86
+CPU these runs were on has AMX). Trainings stopped (SIGSTOP), 2 threads, --repeat 1, the same model (0.447 bpp), runs
 back to back:
 
 | ms per image, mean       | float32 (RTAIC_PRECISION) | bfloat16 trunk (default here) |

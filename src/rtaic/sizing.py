@@ -163,7 +163,7 @@ _TRUNCATED = re.compile(r"^(?P<stem>.+)@(?P<fraction>\d*\.?\d+)$")
 
 def truncated_name(model: str | os.PathLike, fraction: float) -> str:
     """'dir/m.ckpt', 0.25 -> 'dir/m@0.25.ckpt': names model m's files cut to 25% of their
-    length, wherever a checkpoint path is expected (``rtaic.evaluation.learned.load``)."""
+    length, wherever a checkpoint path is expected (``rtaic.evaluation.measure.load``)."""
     p = Path(model)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rtaic.evaluation import names
+
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 MANIFEST = MODELS_DIR / "manifest.json"
 
@@ -55,7 +57,7 @@ def _current(models_dir: Path | None = None) -> dict[str, dict]:
     models = manifest(models_dir)["models"]
     replaced = _finetuned_pairs(models)
     current = set(replaced.values())
-    return {n: {**e, "curve": e.get("curve", "learned") + ("_plain" if n in replaced else "")}
+    return {n: {**e, "curve": e.get("curve", names.OURS) + ("_plain" if n in replaced else "")}
             for n, e in models.items()
             if not e.get("legacy") and (not e.get("finetuned_from") or n in current)}  # fmt: skip
 
@@ -94,8 +96,8 @@ def quality_ladder() -> list[str]:
     """Names of the RGB models, lowest rate first: ``rtaic compress --quality N`` picks the
     N-th (1-based)."""
     models = _current()
-    names = [n for n, e in models.items() if e["curve"] == "learned"]
-    return sorted(names, key=lambda n: models[n].get("target_bpp", 0))
+    ladder = [n for n, e in models.items() if e["curve"] == names.OURS]
+    return sorted(ladder, key=lambda n: models[n].get("target_bpp", 0))
 
 
 def resolve(model: str) -> Path:

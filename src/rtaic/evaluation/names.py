@@ -8,7 +8,6 @@ Our models enter the evaluation as curves named ``learned`` (the RGB models) or
 from __future__ import annotations
 
 from rtaic.color import CHANNEL_WEIGHTS, COLOR_SPACE_NAMES, COLOR_SPACES
-from rtaic.evaluation.baselines import BASELINES
 
 # The colour spaces of every summary, table and plot, in report order (rtaic.color).
 SPACES = COLOR_SPACES
@@ -43,6 +42,8 @@ def label(codec: str) -> str:
         for word, text in _WORDS.items():
             family = family.replace(word, text)
         return f"{OURS_LABEL[:-1]}, {family})"
+    from rtaic.evaluation.baselines import BASELINES  # (lazy: the zoo reads the curve names
+                                                      # without the codecs' plugins)
     return BASELINES[codec].label if codec in BASELINES else codec
 
 

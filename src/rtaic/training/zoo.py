@@ -35,6 +35,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rtaic import zoo
+from rtaic.evaluation import names
 
 CONFIG = Path("conf/zoo.yaml")
 
@@ -323,8 +324,8 @@ def export(args: argparse.Namespace) -> None:
             "architecture": next((o.split("=")[1] for o in m.overrides if o.startswith("model=")), "rtaic")
                             + ("+patch" if arch.patch else ""),
             "target_bpp": float(next(o.split("=")[1] for o in m.overrides if o.startswith("target_bpp="))),
-            "curve": "learned_gan" if "experiment=gan" in m.overrides else
-                     "learned_ycbcr" if arch.color_space == "ycbcr" else "learned",
+            "curve": names.curve("gan") if "experiment=gan" in m.overrides else
+                     names.curve("ycbcr") if arch.color_space == "ycbcr" else names.curve(),
             "color_space": arch.color_space, "latent_channels": arch.latent_channels, "steps": steps,
             "recipe": {"init": m.init, "overrides": m.overrides},
             "val": _val(m.last),
