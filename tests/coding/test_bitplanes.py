@@ -35,3 +35,22 @@ def test_out_of_range_levels_are_refused():
 
     with pytest.raises(ValueError):
         to_bitplanes(torch.tensor([[[[32]]]]), 6)
+
+
+def test_wrong_shapes_are_refused_with_the_shape_in_the_message():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"expected \(N, C, H, W\) levels, got shape \(2, 3\)"):
+        to_bitplanes(torch.zeros(2, 3, dtype=torch.int32), 4)
+    with pytest.raises(ValueError, match=r"exceed the 6-bit range \[-31, 31\]"):
+        to_bitplanes(torch.tensor([[[[-32]]]]), 6)
+    with pytest.raises(ValueError, match=r"expected \(N, B, C, H, W\) planes, got shape \(1, 4, 2, 2\)"):
+        from_bitplanes(torch.zeros(1, 4, 2, 2, dtype=torch.uint8))
+
+
+def test_levels_of_any_integer_valued_dtype_give_the_same_planes():
+    levels = torch.tensor([[[[5, -3, 0], [-7, 7, 1]]]], dtype=torch.int32)
+    want = to_bitplanes(levels, 4)
+    for dtype in (torch.int64, torch.int16, torch.float32, torch.float64):
+        assert torch.equal(to_bitplanes(levels.to(dtype), 4), want), dtype
+    assert want.dtype == torch.uint8
