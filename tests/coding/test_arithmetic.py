@@ -138,16 +138,20 @@ def test_scan_codes_the_models_contexts_in_the_documented_order(shape, version):
     assert np.array_equal(ctxs, want_ctxs)
 
 
-def test_decoding_with_another_table_does_not_reproduce_the_planes():
+@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_decoding_with_another_table_is_refused_as_corrupt(version, seed):
+    """Another model's table never yields planes silently: the coder rejects the stream, or
+    the decoder finds data left over (v1, v2) or a stream that is not the re-encoding of
+    what it decoded (v3)."""
     model = _model()
     planes = _planes((1, 3, 16, 16), 5, scale=6.0)
-    payload, _ = encode_planes(planes, model, model.probability_table())
-    other = _model(seed=1).probability_table()
-    try:
-        decoded = decode_planes(payload, model, other, planes.shape)
-    except BitstreamError:
-        return
-    assert not torch.equal(decoded, planes)
+    payload, _ = encode_planes(planes, model, model.probability_table(), version)
+    other = _model(seed=seed).probability_table()
+    assert not np.array_equal(other, model.probability_table())
+    with pytest.raises(BitstreamError, match="corrupt payload"):
+        decode_planes(payload, model, other, planes.shape, version)
+    assert torch.equal(decode_planes(payload, model, model.probability_table(), planes.shape, version), planes)
 
 
 def test_payload_must_be_whole_words():
@@ -176,7 +180,18 @@ def test_probabilities_are_exact_powers_of_two_fractions():
 
 def test_single_thread_restores_the_thread_count_even_on_error():
     before = torch.get_num_threads()
-    with pytest.raises(RuntimeError), single_thread():
+    try:
+        torch.set_num_threads(2)  # a known count other than 1, whatever torch started with
+        with pytest.raises(RuntimeError, match="boom"), single_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+        with single_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        with single_thread():
+            assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 1
-        raise RuntimeError("boom")
-    assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)

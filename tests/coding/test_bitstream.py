@@ -95,36 +95,68 @@ def test_every_single_bit_flip_is_refused(real):
             unpack(bytes(flipped))
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        dict(width=0),
-        dict(height=70000 - 65535),  # fine by itself: paired with width below
-        dict(width=65535, height=65535),  # absurd: 4 Gpx
-        dict(bits=40),
-        dict(tile=0),
-        dict(margin=-8),
-        dict(tile=32),  # below MIN_TILE: thousands of tiles
-        dict(tile=4096, margin=0),  # above MAX_TILE: one huge region
-        dict(tile=1024, margin=1024),  # margin above tile / 2: every tile sees the whole image
-        dict(latent_shape=(0, 5, 6)),
-        dict(latent_shape=(100000, 5, 6)),
-        dict(fingerprint=b"short"),
-        dict(mode="XYZ"),
-        dict(color_space="lab"),
-    ],
-)
-def test_absurd_fields_are_refused_on_both_sides(change):
+# The header's fields as docs/bitstream.md lays them out (written here, not taken from the
+# module, so that the test also pins the layout): the CRC-32 follows.
+_LAYOUT = struct.Struct("<4sB8sHHBBBHHHHHI")
+_RAW = dict(zip(("magic", "version", "fingerprint", "width", "height", "mode", "space", "bits",
+                 "tile", "margin", "c", "h", "w", "length"),
+                _LAYOUT.unpack(pack(HEADER, b"")[: HEADER_SIZE - 4]), strict=True))
+
+
+def _crafted(**raw) -> bytes:
+    """A header-only file with raw field values (codes, not names) and a valid CRC."""
+    return _with_crc(_LAYOUT.pack(*{**_RAW, **raw}.values()), b"")
+
+
+# (change to the Header, the same absurdity as raw header fields for the reader; None where
+# the 38-byte layout cannot even hold the value: the writer must refuse it all the same)
+ABSURD = [
+    (dict(width=0), dict(width=0)),
+    (dict(height=0), dict(height=0)),
+    (dict(width=65535, height=65535), dict(width=65535, height=65535)),  # 4 Gpx
+    (dict(bits=40), dict(bits=40)),
+    (dict(bits=1), dict(bits=1)),
+    (dict(tile=0), dict(tile=0)),
+    (dict(margin=-8), None),  # u16: a negative margin has no bytes
+    (dict(margin=65528), dict(margin=65528)),
+    (dict(tile=32), dict(tile=32)),  # below MIN_TILE: thousands of tiles
+    (dict(tile=4096, margin=0), dict(tile=4096, margin=0)),  # above MAX_TILE: one huge region
+    (dict(tile=1024, margin=1024), dict(tile=1024, margin=1024)),  # margin above tile / 2
+    (dict(latent_shape=(0, 5, 6)), dict(c=0)),
+    (dict(latent_shape=(4, 0, 6)), dict(h=0)),
+    (dict(latent_shape=(4, 5, 0)), dict(w=0)),
+    (dict(latent_shape=(100000, 5, 6)), None),  # u16
+    (dict(latent_shape=(4097, 5, 6)), dict(c=4097)),  # above MAX_LATENT_CHANNELS
+    (dict(latent_shape=(4, 65535, 65535)), dict(h=65535, w=65535)),
+    (dict(fingerprint=b"short"), None),  # the layout holds exactly 8 bytes
+    (dict(mode="XYZ"), dict(mode=len(bitstream.MODES))),
+    (dict(mode="XYZ"), dict(mode=255)),
+    (dict(color_space="lab"), dict(space=len(bitstream.COLOR_SPACES))),
+    (dict(version=4), dict(version=4)),
+    (dict(version=0), dict(version=0)),
+]
+
+
+@pytest.mark.parametrize("change, raw", ABSURD)
+def test_absurd_fields_are_refused_on_both_sides(change, raw):
     header = replace(HEADER, **change)
-    try:
+    with pytest.raises(BitstreamError):
         header.validate()
-    except BitstreamError:
+    with pytest.raises(BitstreamError):
+        pack(header, b"")
+    if raw is not None:
         with pytest.raises(BitstreamError):
-            pack(header, b"")
-        return
-    except (struct.error, ValueError):
-        pytest.fail("validate must raise BitstreamError only")
-    assert change == dict(height=70000 - 65535)  # the only valid one
+            unpack(_crafted(**raw))
+
+
+def test_the_crafting_helper_makes_valid_files():
+    """The crafted files above are refused for their field alone: unchanged, one decodes,
+    and so do the allowed extremes next to each absurd value."""
+    assert unpack(_crafted())[0] == HEADER
+    for raw in (dict(width=1), dict(height=65535), dict(bits=2), dict(bits=16), dict(tile=256, margin=128),
+                dict(tile=2048, margin=1024), dict(c=4096), dict(mode=len(bitstream.MODES) - 1),
+                dict(space=len(bitstream.COLOR_SPACES) - 1), dict(version=1)):  # fmt: skip
+        unpack(_crafted(**raw))
 
 
 def test_absurd_fields_with_a_valid_checksum_are_refused():
@@ -322,11 +354,17 @@ def test_mutated_and_truncated_cut_bitstreams(codec, real_cut, data):
 
 
 def test_format_tables_are_append_only():
-    """Codes are written into files: the first entries must never move."""
-    assert bitstream.MODES[:3] == ("RGB", "L", "RGBA")
-    assert bitstream.COLOR_SPACES == ("rgb", "ycbcr")
+    """Codes are written into files: every entry keeps its code forever (new ones may only
+    be appended, and then this test is extended)."""
+    assert dict(enumerate(bitstream.MODES)) == {
+        0: "RGB", 1: "L", 2: "RGBA", 3: "LA", 4: "P", 5: "1", 6: "I;16", 7: "I", 8: "F",
+        9: "CMYK", 10: "YCbCr", 11: "HSV", 12: "RGBX"}  # fmt: skip
+    assert dict(enumerate(bitstream.COLOR_SPACES)) == {0: "rgb", 1: "ycbcr"}
     assert bitstream.MAGIC == b"RTAI" and bitstream.VERSION == 3
-    assert bitstream.READABLE_VERSIONS[:3] == (1, 2, 3)  # old files stay readable
+    assert bitstream.READABLE_VERSIONS == (1, 2, 3)  # old files stay readable
+    for code, mode in enumerate(bitstream.MODES):  # the byte at offset 17 is that code
+        assert pack(replace(HEADER, mode=mode), b"")[17] == code
+    assert pack(replace(HEADER, color_space="ycbcr"), b"")[18] == 1
 
 
 def _mutate_rng(rng, original: bytes) -> bytes:

@@ -36,13 +36,30 @@ def test_contexts_use_only_bits_the_decoder_already_has():
             scrambled[:, : p] = planes[:, : p]
         ctx2 = model.plane_contexts(scrambled, p)
         assert torch.equal(ctx[..., ~odd], ctx2[..., ~odd]), f"parity 0 of plane {p} peeks ahead"
+        # parity 1 sees plane p at parity 0 (decoded), never its own group or what follows:
+        # flip every bit of the group and of the later magnitude planes (the sign plane too:
+        # its parity-1 signs must not see each other)
         scrambled = planes.clone()
         scrambled[:, p + 1 : planes.shape[1] - 1] = 1 - scrambled[:, p + 1 : planes.shape[1] - 1]
-        if p < planes.shape[1] - 1:
-            cur = scrambled[:, p]
-            cur[:, :, odd] = 1 - cur[:, :, odd]
-            ctx3 = model.plane_contexts(scrambled, p)
-            assert torch.equal(ctx[..., odd], ctx3[..., odd]), f"parity 1 of plane {p} peeks ahead"
+        cur = scrambled[:, p]
+        cur[:, :, odd] = 1 - cur[:, :, odd]
+        ctx3 = model.plane_contexts(scrambled, p)
+        assert torch.equal(ctx[..., odd], ctx3[..., odd]), f"parity 1 of plane {p} peeks ahead"
+
+
+def test_sign_contexts_of_parity_1_see_the_parity_0_signs():
+    """The check above is not vacuous for the sign plane: its parity-1 contexts do change
+    with the (decoded) parity-0 signs of the neighbours."""
+    model, planes = _model(), _planes()
+    sign = planes.shape[1] - 1
+    odd = parity_mask(planes.shape[-2], planes.shape[-1])
+    flipped = planes.clone()
+    flipped[:, sign, :, ~odd] = 1 - flipped[:, sign, :, ~odd]
+    from rtaic.coding.bitplanes import magnitude
+
+    flipped[:, sign] *= (magnitude(planes) > 0).byte()  # signs only where the value is non-zero
+    before, after = model.plane_contexts(planes, sign), model.plane_contexts(flipped, sign)
+    assert not torch.equal(before[..., odd], after[..., odd])
 
 
 def test_context_ids_are_in_range_and_informative():
@@ -59,16 +76,36 @@ def _probs_per_image(model, planes):
 
 
 def test_probabilities_identical_across_batch_sizes_and_thread_counts():
+    """The probabilities the coder uses (the integer table at each bit's context) and those
+    training uses (sigmoid of the logit there) do not depend on the batch or the threads."""
     model, planes = _model(), _planes(n=4)
+
+    def probs(batch_of_one: bool, threads: int):
+        torch.set_num_threads(threads)
+        table = model.probability_table()
+        coder, trained = [], []
+        with torch.no_grad():
+            for p in range(6):
+                if batch_of_one:
+                    ctx = torch.cat([model.plane_contexts(planes[i : i + 1], p) for i in range(4)])
+                else:
+                    ctx = model.plane_contexts(planes, p)
+                coder.append(table[ctx.numpy()])
+                trained.append(torch.sigmoid(model.logits[ctx]))
+        return table, np.stack(coder), torch.stack(trained)
+
     old = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = [model.plane_contexts(planes[i : i + 1], p) for i in range(4) for p in range(6)]
-        torch.set_num_threads(2)
-        batched = [model.plane_contexts(planes, p)[i : i + 1] for i in range(4) for p in range(6)]
+        one = probs(True, 1)
+        batched = probs(False, 2)
     finally:
         torch.set_num_threads(old)
-    assert all(torch.equal(a, b) for a, b in zip(one, batched, strict=True))
+    assert np.array_equal(one[0], batched[0])
+    assert np.array_equal(one[1], batched[1])
+    assert torch.equal(one[2], batched[2])
+    assert len(np.unique(one[1])) > 50  # many different probabilities were compared
+    # the table is the trained probability in units of 2**-16 (rounded; float32 sigmoid)
+    assert np.abs(one[1] / 2**16 - one[2].double().numpy()).max() <= 2**-16
     t1 = model.probability_table()
     assert t1.dtype == np.int64 and t1.min() >= 1 and t1.max() < 2**16
 

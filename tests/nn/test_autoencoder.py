@@ -33,9 +33,31 @@ def test_latent_width_follows_the_total_to_target_ratio():
 
 
 def test_ycbcr_model_reconstructs_in_rgb():
-    model = Autoencoder(Architecture(**{**SMALL.to_dict(), "color_space": "ycbcr"}))
-    out = model(torch.rand(1, 3, 16, 16))
-    assert out.x_hat.shape == (1, 3, 16, 16)
+    """The networks of a YCbCr model see YCbCr and produce YCbCr; the model converts both
+    ways (BT.601 full range, as JPEG: Y = 0.299 R + 0.587 G + 0.114 B, Cb and Cr centred on
+    0.5). With the decoder's output layer set to a constant YCbCr colour, the
+    reconstruction is that colour in RGB."""
+    model = Autoencoder(Architecture(**{**SMALL.to_dict(), "color_space": "ycbcr"})).eval()
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float32)
+    seen = []
+    model.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    r, g, b = x[0]
+    expected = torch.stack([0.299 * r + 0.587 * g + 0.114 * b,
+                            0.5 - 0.168736 * r - 0.331264 * g + 0.5 * b,
+                            0.5 + 0.5 * r - 0.418688 * g - 0.081312 * b])  # fmt: skip
+    # red, green, blue, white, black and grey as YCbCr (offsets applied)
+    colours = {(1.0, 0.0, 0.0): (0.299, 0.331264, 1.0), (0.0, 1.0, 0.0): (0.587, 0.168736, 0.081312),
+               (0.0, 0.0, 1.0): (0.114, 1.0, 0.418688), (1.0, 1.0, 1.0): (1.0, 0.5, 0.5),
+               (0.0, 0.0, 0.0): (0.0, 0.5, 0.5), (0.5, 0.5, 0.5): (0.5, 0.5, 0.5)}  # fmt: skip
+    with torch.no_grad():
+        model.decoder.out.weight.zero_()
+        for rgb, ycc in colours.items():
+            model.decoder.out.bias.copy_(torch.tensor(ycc) - 0.5)  # the decoder adds 0.5
+            out = model(x)
+            assert torch.allclose(seen[-1][0, :, :16, :16], expected, atol=1e-5)
+            assert out.x_hat.shape == x.shape
+            want = torch.tensor(rgb).view(3, 1, 1).expand(3, 16, 16)
+            assert torch.allclose(out.x_hat[0], want, atol=1e-5), (rgb, out.x_hat[0, :, 0, 0])
 
 
 def test_architecture_round_trips_and_rejects_unknown_fields():
