@@ -14,6 +14,13 @@ decoded tiles in the dtype and channel count of the mode to restore.
                                       RGBA / LA); any transparency is refused with
                                       :class:`ImageModeError`, never silently dropped
     anything else Pillow can convert  coded as RGB, decoded as RGB
+
+Training reads its image files through the same function (``prepare(image,
+drop_alpha=True).rgb8()``, :func:`rtaic.data.folders.read_rgb8`), so a file means the
+same pixels to both: 16-bit values are divided by 65535 whatever their range (a 16-bit
+file is never guessed to hold 8-bit values: 255 in a 16-bit file is near black, as every
+viewer shows it), float (F) images are on Pillow's 0..255 scale, and training stores the
+networks' input rounded to 8 bits. Training drops alpha instead of refusing it.
 """
 
 from __future__ import annotations
@@ -43,6 +50,14 @@ class Prepared:
     scale: float  # pixels / scale is in [0, 1]
     mode: str  # the mode decompress() restores (a bitstream.MODES entry)
 
+    def rgb8(self) -> np.ndarray:
+        """(H, W, 3) uint8: round(255 * pixels / scale), the 8-bit image nearest to what the
+        networks see (the pixels themselves when they are 8-bit already)."""
+        if self.pixels.dtype == np.uint8 and self.scale == 255.0:
+            return self.pixels
+        x = self.pixels.astype(np.float64) * (255.0 / self.scale)
+        return np.rint(x).clip(0, 255).astype(np.uint8)
+
     @property
     def size(self) -> tuple[int, int]:
         """(height, width)"""
@@ -71,8 +86,9 @@ def _check_opaque(image: Image.Image) -> None:
         )
 
 
-def prepare(image: Image.Image) -> Prepared:
-    """Normalise any PIL image to RGB pixels and the mode to restore."""
+def prepare(image: Image.Image, drop_alpha: bool = False) -> Prepared:
+    """Normalise any PIL image to RGB pixels and the mode to restore. ``drop_alpha``: keep
+    the colour of transparent pixels instead of refusing the image (training data)."""
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL image, got {type(image).__name__}")
     w, h = image.size
@@ -84,12 +100,14 @@ def prepare(image: Image.Image) -> Prepared:
     mode = image.mode
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-        _check_opaque(image)
+        if not drop_alpha:
+            _check_opaque(image)
         return Prepared(np.asarray(image.convert("RGB")), 255.0, "P")
     if mode in _ALPHA:
         if mode in ("RGBa", "La"):  # premultiplied: check alpha on the straight version
             image = image.convert("RGBA")
-        _check_opaque(image)
+        if not drop_alpha:
+            _check_opaque(image)
         restore = _ALPHA[mode]
         rgb = image.convert("RGB") if restore == "RGBA" else image.convert("L").convert("RGB")
         return Prepared(np.asarray(rgb), 255.0, restore)

@@ -31,6 +31,52 @@ def test_reads_every_mode_as_8bit_rgb(tmp_path):
     assert np.abs(read_rgb8(deep)[..., 0].astype(int) - rgb[..., 0]).max() <= 1
 
 
+def _codec_input_as_8bit(path):
+    """What the codec's networks see for a file (as ``rtaic compress`` opens it), in 8 bits."""
+    from rtaic.imageio import prepare
+
+    with Image.open(path) as img:
+        prep = prepare(img)
+        x = prep.tile(0, 0, *prep.size)[0].permute(1, 2, 0)
+    return (x * 255).round().to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("peak", [65535, 255, 4095])
+def test_sixteen_bit_files_are_read_as_the_codec_reads_them(tmp_path, peak):
+    """One rule for 16-bit files, in training and in the codec: value / 65535 (a file whose
+    values stay below 256 is dark, not guessed to be 8-bit; 12-bit data is not stretched)."""
+    g = np.random.default_rng(peak)
+    grey = g.integers(0, peak + 1, (9, 13)).astype(np.uint16)
+    grey[0, :2] = (0, peak)
+    if peak == 65535:
+        grey[0, 2] = 128 * 257 + 128  # right between two 8-bit steps
+    path = tmp_path / "deep.png"
+    Image.fromarray(grey).save(path)
+    with Image.open(path) as img:
+        assert img.mode.startswith("I")  # a real 16-bit file
+    training = read_rgb8(path)
+    assert training.shape == (9, 13, 3) and training.dtype == np.uint8
+    assert np.array_equal(training, _codec_input_as_8bit(path))
+    assert np.array_equal(training[..., 0], np.rint(grey / 257.0).astype(np.uint8))
+
+
+def test_every_mode_is_read_as_the_codec_reads_it(tmp_path):
+    g = np.random.default_rng(2)
+    rgb = g.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    files = {
+        "rgb.png": Image.fromarray(rgb),
+        "grey.png": Image.fromarray(rgb[..., 0]),
+        "opaque.png": Image.fromarray(np.dstack([rgb, np.full((6, 5), 255, np.uint8)])),
+        "pal.png": Image.fromarray(rgb).convert("P"),
+        "float.tif": Image.fromarray(rgb[..., 1].astype(np.float32) + 0.25),  # Pillow's 0..255
+        "int.tif": Image.fromarray(rgb[..., 2].astype(np.int32) * 257),
+    }
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        assert np.array_equal(read_rgb8(tmp_path / name), _codec_input_as_8bit(tmp_path / name)), name
+    assert np.array_equal(read_rgb8(tmp_path / "float.tif")[..., 0], rgb[..., 1])
+
+
 def test_finds_images_recursively_and_only_images(tmp_path):
     img = np.zeros((4, 4, 3), np.uint8)
     _save(tmp_path / "a" / "b" / "x.png", img)

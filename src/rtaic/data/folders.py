@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rtaic.imageio import prepare
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff")
 
 
@@ -35,15 +37,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def read_rgb8(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8. 16-bit and float images are scaled, alpha is dropped, palettes
-    and grayscale expanded: training always sees 8-bit RGB, like the codec's inputs."""
+    """(H, W, 3) uint8: the file as the codec reads it (:func:`rtaic.imageio.prepare`, one
+    reading path: 16-bit values / 65535, float images on 0..255, palettes and grey expanded
+    to RGB), rounded to 8 bits; alpha is dropped (the codec refuses transparency)."""
     with Image.open(path) as img:
         img.load()
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            a = np.asarray(img, dtype=np.float64)
-            peak = 65535.0 if a.max() > 255 else 255.0
-            return np.repeat((a / peak * 255 + 0.5).clip(0, 255).astype(np.uint8)[..., None], 3, -1)
-        if img.mode == "F":
-            a = np.asarray(img, dtype=np.float64)
-            return np.repeat((a * 255 + 0.5).clip(0, 255).astype(np.uint8)[..., None], 3, -1)
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        return prepare(img, drop_alpha=True).rgb8()
