@@ -150,6 +150,18 @@ def test_transparency_is_refused_clearly(codec):
         codec.compress(p)
 
 
+def test_read_header_checks_the_file_against_the_model(codec, tmp_path):
+    """docs/bitstream.md: a caller decoding untrusted files reads the size first."""
+    from rtaic.coding.bitstream import BitstreamError
+
+    data = codec.compress(photo(30, 20))
+    header = codec.read_header(data)
+    assert header == unpack(data)[0] and (header.width, header.height) == (30, 20)
+    other = load_codec(make_checkpoint(tmp_path / "other.ckpt", seed=1))
+    with pytest.raises(BitstreamError, match="different model"):
+        other.read_header(data)
+
+
 def test_bad_arguments(codec, tmp_path):
     with pytest.raises(TypeError):
         codec.compress(np.zeros((4, 4, 3), np.uint8))
