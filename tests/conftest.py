@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ from omegaconf import open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+# Tests that start train.py or eval.py in a subprocess test the package of this tree (under
+# mutmut, the mutated copy in mutants/src), not whatever the environment has installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
+)
 
 TINY_OVERRIDES = [
     "model=rtaic_small",

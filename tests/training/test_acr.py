@@ -103,3 +103,22 @@ def test_the_feedback_loop_brings_the_rate_to_the_target(train_cfg, start_over_t
     alphas = [a for _, a in trace]
     # alpha moved the way the error says: up while above the target, down while below
     assert (max(alphas[:20]) > 1.0) if start_over_target > 1 else (min(alphas[:20]) < 1.0)
+
+
+def test_the_callback_steers_the_modules_alpha_from_its_feedback(tmp_path):
+    from conftest import module_from_config
+    from rtaic.training.module import Feedback
+
+    module = module_from_config(tmp_path, ["target_bpp=0.5"])
+    cb = _acr(gain=0.1, momentum=0.5)
+    module.feedback = None  # a skipped step: nothing measured, nothing changes
+    cb.on_train_batch_end(None, module, None, None, 0)
+    assert float(module.acr_alpha) == 1.0 and cb.running_bpp is None
+    module.feedback = Feedback(bpp=1.0)  # 2x the module's target
+    cb.on_train_batch_end(None, module, None, None, 0)
+    assert float(module.acr_alpha) == pytest.approx(math.exp(0.1 * math.log(2)))
+    assert cb.running_bpp == 1.0
+    module.feedback = Feedback(bpp=0.25)  # running (1 + 0.25) / 2 = 0.625 > 0.5: alpha rises
+    cb.on_train_batch_end(None, module, None, None, 0)
+    assert cb.running_bpp == pytest.approx(0.625)
+    assert float(module.acr_alpha) == pytest.approx(math.exp(0.1 * (math.log(2) + math.log(1.25))), rel=1e-6)
