@@ -14,7 +14,7 @@ and a 4000x3000 image is encoded and decoded in fresh processes to measure peak 
 
 Times are medians over --repeat runs (after one warm-up), in milliseconds.
 
-Issue 13 (real time), mean per Kodak image, default bundled model, this 2-core CPU:
+Real-time targets, mean per Kodak image, default bundled model, on a 2-core x86 CPU (AMX):
 
 Measured 2026-12-03 13:51-14:00 with rgb_bpp0.5 (0.466 bpp), NOT on an idle machine: a
 niced evaluation run (2 worker processes) and a CI job shared the 2 cores, so the absolute
