@@ -25,11 +25,36 @@ def test_penalty_matches_hand_computation():
     assert acr_penalty(q, eps).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_penalty_matches_the_formula_on_a_batch_of_several_channels():
+    """P = mean over images of 1/(CHW) sum_chw [log2(|q| + eps) + sum_S log2(|q - q_shifted| + eps)],
+    with the neighbour outside the grid taken as the nearest one inside (difference 0)."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(1)
+    q = torch.randint(-3, 4, (2, 3, 4, 5), generator=g).double() / 4
+    eps = 0.05
+    a = q.numpy()
+    n, c, h, w = a.shape
+    per_image = []
+    for i in range(n):
+        total = 0.0
+        for ch in range(c):
+            for y in range(h):
+                for x in range(w):
+                    total += np.log2(abs(a[i, ch, y, x]) + eps)
+                    for dx, dy in ((0, 1), (1, 0), (1, 1), (-1, 1)):
+                        yy, xx = min(max(y - dy, 0), h - 1), min(max(x - dx, 0), w - 1)
+                        total += np.log2(abs(a[i, ch, y, x] - a[i, ch, yy, xx]) + eps)
+        per_image.append(total / (c * h * w))
+    assert per_image[0] != pytest.approx(per_image[1])  # the batch mean is not one image's
+    assert acr_penalty(q, eps).item() == pytest.approx(float(np.mean(per_image)), rel=1e-9)
+
+
 def test_penalty_is_lower_for_smaller_smoother_latents():
     g = torch.Generator().manual_seed(0)
     rough = torch.randn(2, 4, 8, 8, generator=g)
-    assert acr_penalty(0.1 * rough) < acr_penalty(rough)
-    assert acr_penalty(torch.zeros(2, 4, 8, 8)) < acr_penalty(0.1 * rough)
+    assert acr_penalty(0.1 * rough, 1e-2) < acr_penalty(rough, 1e-2)
+    assert acr_penalty(torch.zeros(2, 4, 8, 8), 1e-2) < acr_penalty(0.1 * rough, 1e-2)
 
 
 def _acr(gain=0.1, momentum=0.0, alpha_min=1e-5, alpha_max=1e3):
@@ -55,10 +80,13 @@ def test_callback_is_bounded_and_ignores_nan():
         alpha = cb.update(alpha, 1e-4, 0.1)
     assert alpha == 0.5
     assert cb.update(0.7, float("nan"), 0.1) == 0.7
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="target_bpp must be positive"):
         cb.update(1.0, 0.1, 0.0)
-    with pytest.raises(ValueError):
-        _acr(momentum=1.0)
+    for bad in (dict(momentum=1.0), dict(momentum=-0.1), dict(gain=0.0), dict(alpha_min=0.0),
+                dict(alpha_min=2.0, alpha_max=1.0)):
+        with pytest.raises(ValueError, match="need gain > 0"):
+            _acr(**bad)
+    assert _acr(momentum=0.0, alpha_min=1.0, alpha_max=1.0).update(1.0, 5.0, 0.1) == 1.0  # pinned
 
 
 def test_running_bpp_has_momentum_and_its_state_round_trips():
@@ -122,3 +150,12 @@ def test_the_callback_steers_the_modules_alpha_from_its_feedback(tmp_path):
     cb.on_train_batch_end(None, module, None, None, 0)
     assert cb.running_bpp == pytest.approx(0.625)
     assert float(module.acr_alpha) == pytest.approx(math.exp(0.1 * (math.log(2) + math.log(1.25))), rel=1e-6)
+
+
+def test_a_run_logs_the_callbacks_alpha_and_running_bpp(train_cfg):
+    from rtaic.training.runner import train
+
+    metrics = train(train_cfg())
+    ckpt = torch.load(metrics["last_checkpoint"], weights_only=False)
+    assert metrics["train/acr_alpha"] == pytest.approx(float(ckpt["state_dict"]["acr_alpha"]))
+    assert metrics["train/bpp_running"] == pytest.approx(ckpt["callbacks"]["ACRCallback"]["running_bpp"])

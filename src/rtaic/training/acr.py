@@ -19,8 +19,9 @@ import torch.nn.functional as F
 NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (-1, 1))  # (x, y) offsets of the paper's set S
 
 
-def acr_penalty(q: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-    """Mean over the batch of the per-image penalty, without alpha."""
+def acr_penalty(q: torch.Tensor, eps: float) -> torch.Tensor:
+    """Mean over the batch of the per-image penalty, without alpha; ``eps`` (the model's
+    ``acr_epsilon``) keeps log2 finite at 0."""
     n, c, h, w = q.shape
     total = torch.log2(q.abs() + eps).flatten(1).sum(1)
     padded = F.pad(q, (1, 1, 1, 1), mode="replicate")  # border differences are 0: log2(eps)
