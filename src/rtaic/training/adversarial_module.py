@@ -37,7 +37,7 @@ from rtaic.training.adversarial import (
     discriminator_loss,
     make_pairs,
 )
-from rtaic.training.module import RTAICModule, StepLosses
+from rtaic.training.module import RTAICModule, StepLosses, step_decay
 
 
 class AdversarialTerms(NamedTuple):
@@ -144,13 +144,10 @@ class AdversarialRTAICModule(RTAICModule):
         return gan.accuracy
 
     def configure_optimizers(self):
-        import bisect
-
         opt_g, sched_g = self._generator_optimizer()
         a = self.adversarial
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=a.lr, betas=a.betas)
-        d_decay = lambda step: a.lr_gamma ** bisect.bisect_right(a.lr_milestones, step)  # noqa: E731
-        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, d_decay)  # in D steps
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, step_decay(a.lr_milestones, a.lr_gamma))  # in D steps
         return [opt_g, opt_d], [sched_g, {"scheduler": sched_d, "interval": "step"}]
 
 

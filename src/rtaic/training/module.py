@@ -71,6 +71,12 @@ class Feedback(NamedTuple):
     discriminator_accuracy: float | None = None  # D's batch accuracy (GAN steps only)
 
 
+def step_decay(milestones, gamma: float):
+    """The learning-rate factor at a step: gamma to the number of milestones passed."""
+    milestones = sorted(milestones)
+    return lambda step: gamma ** bisect.bisect_right(milestones, step)
+
+
 class RTAICModule(pl.LightningModule):
     """The codec's networks and how they learn. Arguments are the keys of
     ``conf/model/*.yaml``; those the config always sets have no default here."""
@@ -310,8 +316,7 @@ class RTAICModule(pl.LightningModule):
                 {"params": self.context_model.parameters(), "lr": hp.context_lr},
             ]
         )
-        milestones = sorted(hp.lr_milestones)
-        decay = lambda step: hp.lr_gamma ** bisect.bisect_right(milestones, step)  # noqa: E731
+        decay = step_decay(hp.lr_milestones, hp.lr_gamma)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, [decay, lambda step: 1.0])
         return opt, {"scheduler": sched, "interval": "step"}
 
