@@ -26,11 +26,15 @@ def test_rdoq_names_round_trip(tmp_path):
         rdoq_name("m.ckpt", 0)
 
 
-def test_with_rdoq_adds_the_learned_models_as_a_curve():
-    ours = {"learned": ["a.ckpt", "b.ckpt"], "learned_gan": ["g.ckpt"]}
+def test_with_rdoq_adds_each_colour_space_curve_encoding_with_rdoq():
+    ours = {"learned": ["a.ckpt", "b.ckpt"], "learned_gan": ["g.ckpt"], "learned_ycbcr": ["y.ckpt"],
+            "learned_ycbcr_plain": ["p.ckpt"]}
     out = with_rdoq(ours, 0.03)
     assert out[RDOQ_CURVE] == ["a+rdoq0.03.ckpt", "b+rdoq0.03.ckpt"]
-    assert {k: v for k, v in out.items() if k != RDOQ_CURVE} == ours
+    assert out["learned_ycbcr_rdoq"] == ["y+rdoq0.03.ckpt"]  # not the GAN or the replaced models
+    assert {k: v for k, v in out.items() if k not in (RDOQ_CURVE, "learned_ycbcr_rdoq")} == ours
+    assert with_rdoq({"learned_ycbcr": ["y.ckpt"]}, 0.1) == {"learned_ycbcr": ["y.ckpt"],
+                                                            "learned_ycbcr_rdoq": ["y+rdoq0.1.ckpt"]}
     assert with_rdoq(["a.ckpt"], 0.1) == {"learned": ["a.ckpt"], RDOQ_CURVE: ["a+rdoq0.1.ckpt"]}
     assert with_rdoq(ours, None) is ours and with_rdoq(ours, 0) is ours
     assert label(RDOQ_CURVE) == "Ours (rtaic, RDOQ)"

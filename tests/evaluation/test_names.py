@@ -13,6 +13,9 @@ def test_our_curves_and_their_labels():
     assert names.label("learned_gan") == "Ours (rtaic, GAN)"
     assert names.label("learned_rdoq") == "Ours (rtaic, RDOQ)"
     assert names.label("learned_truncated") == "Ours (rtaic, truncated)"
+    assert names.label("learned_ycbcr_rdoq") == "Ours (rtaic, YCbCr, RDOQ)"
+    assert names.label("learned_ycbcr_plain") == "Ours (rtaic, YCbCr, plain)"
+    assert names.RDOQ_CURVES == {"learned": "learned_rdoq", "learned_ycbcr": "learned_ycbcr_rdoq"}
     assert names.label("jpeg420") == "JPEG 4:2:0" and names.label("unknown") == "unknown"
 
 

@@ -13,9 +13,9 @@ reported is what a user gets. The loader is named by a ``"module:function"`` str
 lazily in the worker; tests point it at a fake codec.
 
 RDOQ (rate-distortion optimized quantization at encode time, rtaic.coding.rdoq) is scored
-as one more curve, ``learned_rdoq``: the checkpoint name ``dir/m+rdoq0.03.ckpt``
+as one more curve per colour space, ``learned_rdoq`` and ``learned_ycbcr_rdoq``: the checkpoint name ``dir/m+rdoq0.03.ckpt``
 (:func:`rdoq_name`) is model ``dir/m.ckpt`` encoding with ``rdoq=0.03``; its files decode
-with the plain decoder like any other (``eval.py rdoq=0.03`` adds the curve).
+with the plain decoder like any other (``eval.py rdoq=0.03`` adds the curves).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from rtaic.evaluation.baselines import get_baseline
-from rtaic.evaluation.names import OURS, RDOQ_CURVE, is_ours
+from rtaic.evaluation.names import OURS, RDOQ_CURVES, is_ours
 from rtaic.metrics import ciede2000, psnr, weighted_msssim
 
 # Bump when a field's meaning or a metric's definition changes: it invalidates cached records.
@@ -204,14 +204,17 @@ class RdoqCodec:
 
 
 def with_rdoq(checkpoints: dict[str, list[str]] | list[str], lam: float | None,
-              curve: str = OURS) -> dict[str, list[str]] | list[str]:  # fmt: skip
-    """``checkpoints`` plus the curve ``learned_rdoq``: the models of ``curve`` (the RGB
-    ``learned`` one; a plain list is that curve) encoding with RDOQ at ``lam`` (None or 0:
+              ) -> dict[str, list[str]] | list[str]:  # fmt: skip
+    """``checkpoints`` plus, for each plain curve of a colour space (the RGB ``learned`` one,
+    ``learned_ycbcr``; a plain list is the RGB curve), its models encoding with RDOQ at
+    ``lam`` as one more curve: ``learned_rdoq``, ``learned_ycbcr_rdoq`` (None or 0:
     ``checkpoints`` unchanged)."""
     if not lam:
         return checkpoints
     out = dict(checkpoints) if isinstance(checkpoints, dict) else ({OURS: list(checkpoints)} if checkpoints else {})
-    out[RDOQ_CURVE] = [rdoq_name(c, float(lam)) for c in out.get(curve, [])]
+    for plain, coded in RDOQ_CURVES.items():
+        if out.get(plain):
+            out[coded] = [rdoq_name(c, float(lam)) for c in out[plain]]
     return out
 
 

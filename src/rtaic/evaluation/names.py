@@ -23,7 +23,9 @@ def curve(family: str | None = None) -> str:
     return OURS if family is None else f"{OURS}_{family}"
 
 
-RDOQ_CURVE = curve("rdoq")  # the learned models encoding with RDOQ (measure.with_rdoq)
+RDOQ_CURVE = curve("rdoq")  # the RGB models encoding with RDOQ (measure.with_rdoq)
+# Each colour space's curve -> the same models encoding with RDOQ.
+RDOQ_CURVES = {OURS: RDOQ_CURVE, **{curve(s): curve(f"{s}_rdoq") for s in COLOR_SPACES if s != "rgb"}}
 TRUNCATED_CURVE = curve("truncated")  # one model's files cut short (progressive decoding)
 
 
@@ -39,9 +41,8 @@ def label(codec: str) -> str:
         return OURS_LABEL
     if is_ours(codec):
         family = codec.removeprefix(OURS + "_")
-        for word, text in _WORDS.items():
-            family = family.replace(word, text)
-        return f"{OURS_LABEL[:-1]}, {family})"
+        words = [_WORDS.get(word, word) for word in family.split("_")]
+        return f"{OURS_LABEL[:-1]}, {', '.join(words)})"
     from rtaic.evaluation.baselines import BASELINES  # (lazy: the zoo reads the curve names
                                                       # without the codecs' plugins)
     return BASELINES[codec].label if codec in BASELINES else codec

@@ -29,7 +29,8 @@ from rtaic.evaluation.summary import Curves, relative_size  # noqa: E402
 # The paper reports BPG 4:2:0 in YCbCr and 4:4:4 in RGB; HEVC stands in for BPG here.
 HIDDEN = {"rgb": {"hevc420"}, "ycbcr": {"hevc444"}}
 # Our curves in fixed colours (others: matplotlib's cycle).
-COLOURS = {OURS: "black", curve("ycbcr"): "dimgray", curve("gan"): "darkred", RDOQ_CURVE: "tab:blue"}
+COLOURS = {OURS: "black", curve("ycbcr"): "dimgray", curve("gan"): "darkred", RDOQ_CURVE: "tab:blue",
+           curve("ycbcr_rdoq"): "tab:cyan"}
 
 
 def _style(codec: str) -> dict:
