@@ -272,3 +272,25 @@ def test_ycbcr_model_through_the_codec(tmp_path):
     expected = (6 * per_channel[0] + per_channel[1] + per_channel[2]) / 8
     assert 0 < expected < 0.999  # an untrained model: far from perfect, but not degenerate
     assert reported == pytest.approx(expected, abs=1e-5)
+
+
+def test_latent_positions_wholly_beyond_the_image_are_coded_as_zero(tmp_path):
+    """A model whose padding multiple (16) exceeds its latent stride (8) has latent rows and
+    columns that see only padding: the codec codes them as zero, which the networks alone
+    would not, and the image's own levels are the networks' ones."""
+    import dataclasses
+
+    arch = dataclasses.replace(TINY, channels=(4, 6, 8, 8, 8))
+    codec = load_codec(make_checkpoint(tmp_path / "five_scales.ckpt", arch))
+    assert (arch.stride, arch.latent_stride) == (16, 8)
+    image = photo(35, 19, seed=3)  # padded to 48 x 32: latent 6 x 4, the image's 5 x 3
+    levels = codec.latent_levels(image)
+    x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        networks = quantize_levels(codec.autoencoder.encode(x), arch.bits)
+    assert levels.shape == networks.shape == (1, arch.latent_channels, 4, 6)
+    assert networks[..., 3:, :].abs().sum() > 0 and networks[..., :, 5:].abs().sum() > 0
+    assert levels[..., 3:, :].abs().sum() == 0 and levels[..., :, 5:].abs().sum() == 0
+    assert torch.equal(levels[..., :3, :5], networks[..., :3, :5])
+    result = codec.encode(image, reconstruct=True)
+    assert _same(codec.decompress(result.data), result.reconstruction)

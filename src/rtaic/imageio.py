@@ -26,6 +26,7 @@ networks' input rounded to 8 bits. Training drops alpha instead of refusing it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from PIL import Image
 
 from rtaic.coding.bitstream import MAX_PIXELS, MAX_SIDE
 from rtaic.color import LUMA as _LUMA  # BT.601, as Pillow's convert("L")
+from rtaic.nn.layers import blurred_edges, extend
 
 _GREY_8 = {"L", "1"}
 _GREY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -65,15 +67,27 @@ class Prepared:
 
     def tile(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
         """Pixels [top, top + height) x [left, left + width) as (1, 3, h, w) float32 in [0, 1];
-        rows and columns beyond the image repeat the last one (replicate padding)."""
+        beyond the image, the padding of :func:`rtaic.nn.layers.extend` from the whole
+        image's blurred edges (so that every tile pads alike)."""
         h, w = self.size
-        region = self.pixels[top : min(top + height, h), left : min(left + width, w)]
+        bottom, right = min(top + height, h), min(left + width, w)
+        x = self._floats(self.pixels[top:bottom, left:right])
+        ph, pw = top + height - bottom, left + width - right
+        if not (ph or pw):
+            return x
+        row, col = self._edges
+        return extend(x, ph, pw, row[..., left:right], col[..., top:bottom])
+
+    def _floats(self, region: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))
-        x = x.permute(2, 0, 1).unsqueeze(0).div_(self.scale)
-        ph, pw = top + height - min(top + height, h), left + width - min(left + width, w)
-        if ph or pw:
-            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-        return x
+        return x.permute(2, 0, 1).unsqueeze(0).div_(self.scale)
+
+    @cached_property
+    def _edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image's last row (1, 3, W) and column (1, 3, H), blurred along themselves."""
+        row = self._floats(self.pixels[-1:, :])[..., 0, :]
+        col = self._floats(self.pixels[:, -1:])[..., :, 0]
+        return blurred_edges(row[..., None, :])[0], blurred_edges(col[..., :, None])[1]
 
 
 def _check_opaque(image: Image.Image) -> None:
