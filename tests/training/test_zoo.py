@@ -135,6 +135,12 @@ def test_a_new_recipe_replaces_a_shipped_model_under_its_name(tmp_path, monkeypa
     by = {m.name: m for m in members}
     assert by["trunk_patch"].bundled_entry()["member"] == "trunk_patch" and by["trunk_patch"].total_steps() == 2
     assert by["trunk"].bundled_entry() is None
+    # a new machine (no local runs): a member laddered from trunk_patch starts from its
+    # export, which ships under the name "trunk"
+    shutil.rmtree(tmp_path / "work")
+    child = zoo_runner.Member("child", [], "member:trunk_patch", 2, folder=tmp_path / "work" / "child",
+                              models_dir=models)
+    assert zoo_runner._source(child, by) == str(models / entry["file"])
 
 
 def test_a_finetune_stage_pairs_with_its_plain_model_and_follows_it(tmp_path, monkeypatch):

@@ -156,7 +156,6 @@ def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tu
 
 def _source(member: Member, by_name: dict[str, Member]) -> str | None:
     """The checkpoint a member's first local round starts from; None: wait."""
-    bundled = zoo.manifest(member.models_dir)["models"]
     if member.bundled_entry() is not None:  # a previous session's export
         return str(zoo.model_path(member.product, member.models_dir))
     if member.finetune_of:  # the bundled plain model, once there is one
@@ -174,7 +173,8 @@ def _source(member: Member, by_name: dict[str, Member]) -> str | None:
             return None
         if parent.last.is_file():
             return str(parent.last)
-        return str(zoo.model_path(name, member.models_dir)) if name in bundled else None
+        # a new machine: the parent's export, shipped under its product name
+        return str(zoo.model_path(parent.product, member.models_dir)) if parent.bundled_entry() else None
     raise SystemExit(f"rtaic zoo: {member.name}: bad init {member.init!r}")
 
 
