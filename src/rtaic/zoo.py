@@ -84,7 +84,7 @@ def all_models() -> list[Path]:
 
 def curves() -> dict[str, list[Path]]:
     """The current models by RD curve (``learned``: RGB; ``learned_ycbcr``; ``learned_gan``;
-    ``learned_plain``: the RGB models that a finetuned one replaces), each in order of
+    ``learned_plain``, ``learned_ycbcr_plain``: the models that a finetuned one replaces), each in order of
     target bitrate. Legacy models (kept so that their files still decode) are left out."""
     out: dict[str, list[Path]] = {}
     for e in sorted(_current().values(), key=lambda e: e.get("target_bpp", 0)):
