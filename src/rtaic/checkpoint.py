@@ -88,10 +88,18 @@ def load_networks(path: str | os.PathLike) -> CodecNetworks:
 
 def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> CodecNetworks:
     """Write only what the codec needs (weights of the autoencoder and context model, and
-    the record) from a training checkpoint: no optimizer state, no discriminator."""
+    the record) from a training checkpoint: no optimizer state, no discriminator.
+
+    The ACR coefficient ``acr_alpha`` goes along (the codec ignores it): training that
+    starts again from the export (the model zoo on a new machine) would otherwise restart
+    it at 1.0, some 30-100x the trained value, and the rate and quality collapse within
+    a hundred steps before the feedback loop catches up."""
     nets = load_networks(src)
     state = {f"autoencoder.{k}": v for k, v in nets.autoencoder.state_dict().items()}
     state |= {f"context_model.{k}": v for k, v in nets.context_model.state_dict().items()}
+    alpha = torch.load(src, map_location="cpu", weights_only=False).get("state_dict", {}).get("acr_alpha")
+    if alpha is not None:
+        state["acr_alpha"] = alpha.detach().clone()
     record = {
         "format": FORMAT,
         "architecture": nets.autoencoder.architecture.to_dict(),

@@ -226,3 +226,27 @@ def test_an_rgb_model_rewritten_for_ycbcr_computes_the_same_images(patch):
     back = state_in_color_space(converted, "ycbcr", "rgb")
     for name, tensor in state.items():
         torch.testing.assert_close(back[name], tensor, atol=1e-6, rtol=1e-5)
+
+
+def test_a_run_started_again_from_its_export_keeps_its_acr_coefficient(train_cfg, tmp_path):
+    """The zoo on a new machine starts a member from its bundled export: the ACR weight
+    must continue from the trained value, not restart at 1.0 (which collapses the rate)."""
+    from rtaic.checkpoint import export_checkpoint, load_networks
+    from rtaic.codec import model_fingerprint
+    from rtaic.training.runner import train
+
+    metrics = train(train_cfg(["trainer.max_steps=3", "trainer.val_check_interval=3"]))
+    last = torch.load(metrics["last_checkpoint"], weights_only=False)
+    last["state_dict"]["acr_alpha"] = torch.tensor(0.0123)
+    torch.save(last, tmp_path / "trained.ckpt")
+    exported = export_checkpoint(tmp_path / "trained.ckpt", tmp_path / "export.ckpt")
+    # the codec reads the export as before
+    assert model_fingerprint(load_networks(tmp_path / "export.ckpt")) == model_fingerprint(exported)
+
+    from conftest import module_from_config
+    from rtaic.training.runner import load_warm_start
+
+    model = module_from_config(tmp_path)
+    assert float(model.acr_alpha) == 1.0
+    load_warm_start(model, str(tmp_path / "export.ckpt"))
+    assert float(model.acr_alpha) == pytest.approx(0.0123)
