@@ -211,7 +211,8 @@ def test_quality_and_model_names_pick_bundled_models(png, tmp_path, monkeypatch,
     models = tmp_path / "models"
     models.mkdir()
     entries = {}
-    # two RGB models, one legacy and one YCbCr: --quality counts only current RGB models
+    # two RGB models, one legacy and one YCbCr: --quality counts only the current models of
+    # the default model's family
     for seed, (name, extra) in enumerate([("high", {"target_bpp": 1.0}), ("low", {"target_bpp": 0.1}),
                                           ("old", {"target_bpp": 0.05, "legacy": True}),
                                           ("ycc", {"target_bpp": 0.2, "curve": "learned_ycbcr"})]):
@@ -225,6 +226,10 @@ def test_quality_and_model_names_pick_bundled_models(png, tmp_path, monkeypatch,
     assert zoo.quality_ladder() == ["low", "high"]
     assert zoo.curves() == {"learned": [models / "low.ckpt", models / "high.ckpt"],
                             "learned_ycbcr": [models / "ycc.ckpt"]}
+    # the ladder is the default model's family
+    (models / "manifest.json").write_text(json.dumps({"default": "ycc", "models": entries}))
+    assert zoo.quality_ladder() == ["ycc"]
+    (models / "manifest.json").write_text(json.dumps({"default": "low", "models": entries}))
     for args, name in ((["--quality", "2"], "high"), (["--quality", "1"], "low"), (["--model", "old"], "old")):
         out = tmp_path / f"{name}.rtaic"
         assert main(["compress", str(png), "-o", str(out), "-q", *args]) == 0
