@@ -15,9 +15,9 @@ import rtaic
 from codec_helpers import TINY, make_checkpoint, photo
 from rtaic.checkpoint import CheckpointError, load_networks
 from rtaic.codec import Codec, load_codec
-from rtaic.coding.arithmetic import encode_embedded
+from rtaic.coding.arithmetic import encode_embedded, encode_planes
 from rtaic.coding.bitplanes import to_bitplanes
-from rtaic.coding.bitstream import HEADER_SIZE, unpack
+from rtaic.coding.bitstream import HEADER_SIZE, BitstreamError, unpack
 from rtaic.coding.context import code_length_bits
 from rtaic.coding.quantize import dequantize, quantize_levels
 from rtaic.imageio import ImageModeError
@@ -294,3 +294,34 @@ def test_latent_positions_wholly_beyond_the_image_are_coded_as_zero(tmp_path):
     assert torch.equal(levels[..., :3, :5], networks[..., :3, :5])
     result = codec.encode(image, reconstruct=True)
     assert _same(codec.decompress(result.data), result.reconstruction)
+
+
+def test_latent_positions_beyond_the_image_are_not_coded(tmp_path):
+    """Version 4 codes only the latent positions that touch the image: a model whose
+    stride (4 scales: 8 px) exceeds its latent stride (4 px) pads 37x17 to 40x24, a 6x10
+    latent grid of which the last row lies wholly in the padding. The file is smaller
+    than the version-3 file of the same levels and decodes to the same image."""
+    from dataclasses import replace
+
+    from rtaic.coding import bitstream
+
+    arch = replace(TINY, channels=(8, 12, 16, 16), latent_stride_log2=2)
+    codec = load_codec(make_checkpoint(tmp_path / "m.ckpt", arch))
+    image = photo(37, 17, seed=4)
+    assert codec.latent_shape(17, 37) == (4, 6, 10) and codec.coded_shape(17, 37) == (4, 5, 10)
+    assert codec.coded_shape(17, 37, version=3) == (4, 6, 10)
+    result = codec.encode(image, reconstruct=True)
+    header, _ = unpack(result.data)
+    assert header.version == 4 and header.latent_shape == (4, 5, 10)
+    levels = codec.latent_levels(image)
+    assert levels.shape == (1, 4, 6, 10) and not levels[..., 5:, :].any() and levels[..., :5, :].any()
+    # the same levels as a version-3 file: the whole grid coded
+    v3 = bitstream.pack(replace(header, version=3, latent_shape=(4, 6, 10)),
+                        encode_planes(to_bitplanes(levels, arch.bits), codec.context_model, codec.table, 3)[0])  # fmt: skip
+    assert len(v3) > len(result.data)
+    assert _same(codec.decompress(v3), codec.decompress(result.data))
+    assert _same(codec.decompress(result.data), result.reconstruction)
+    # a header that claims the whole grid in version 4 (or the cropped one in 3) is refused
+    for bad in (replace(header, latent_shape=(4, 6, 10)), replace(header, version=3)):
+        with pytest.raises(BitstreamError):
+            codec.decompress(bitstream.pack(bad, unpack(result.data)[1]))

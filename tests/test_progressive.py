@@ -42,7 +42,7 @@ def _reseal(data: bytes, payload: bytes) -> bytes:
 
 def test_the_whole_file_is_what_compress_writes(codec, prog):
     data = codec.compress(photo(90, 70, seed=2))
-    assert prog.data() == data and unpack(data)[0].version == 3
+    assert prog.data() == data and unpack(data)[0].version == 4
     assert _same(codec.decompress(data), prog.reconstruction())
 
 
@@ -55,7 +55,7 @@ def test_every_valid_cut_decodes_to_the_full_image_size(codec, prog):
         cut = prog.data(units)
         assert len(cut) == prog.size(units)
         header, payload = unpack(cut)  # header and CRC of a file of its own
-        assert header.version == 3 and header.payload_length == len(payload) == len(cut) - HEADER_SIZE
+        assert header.version == 4 and header.payload_length == len(payload) == len(cut) - HEADER_SIZE
         result = codec.decode(cut)
         assert result.image.size == (90, 70) and result.image.mode == "RGB"
         assert result.complete == (cut == data)

@@ -132,7 +132,7 @@ ABSURD = [
     (dict(mode="XYZ"), dict(mode=len(bitstream.MODES))),
     (dict(mode="XYZ"), dict(mode=255)),
     (dict(color_space="lab"), dict(space=len(bitstream.COLOR_SPACES))),
-    (dict(version=4), dict(version=4)),
+    (dict(version=5), dict(version=5)),
     (dict(version=0), dict(version=0)),
 ]
 
@@ -360,8 +360,8 @@ def test_format_tables_are_append_only():
         0: "RGB", 1: "L", 2: "RGBA", 3: "LA", 4: "P", 5: "1", 6: "I;16", 7: "I", 8: "F",
         9: "CMYK", 10: "YCbCr", 11: "HSV", 12: "RGBX"}  # fmt: skip
     assert dict(enumerate(bitstream.COLOR_SPACES)) == {0: "rgb", 1: "ycbcr"}
-    assert bitstream.MAGIC == b"RTAI" and bitstream.VERSION == 3
-    assert bitstream.READABLE_VERSIONS == (1, 2, 3)  # old files stay readable
+    assert bitstream.MAGIC == b"RTAI" and bitstream.VERSION == 4
+    assert bitstream.READABLE_VERSIONS == (1, 2, 3, 4)  # old files stay readable
     for code, mode in enumerate(bitstream.MODES):  # the byte at offset 17 is that code
         assert pack(replace(HEADER, mode=mode), b"")[17] == code
     assert pack(replace(HEADER, color_space="ycbcr"), b"")[18] == 1

@@ -18,8 +18,9 @@ What it writes, all in tests/golden/:
   the coder's probabilities are far from uniform. The YCbCr model has the same weights.
 * ``source_48x32.png``, ``source_37x23.png``: the RGB images coded (smooth gradients plus
   seeded noise; the odd size exercises padding and cropping).
-* ``*.rtaic``: each payload version (1, 2, 3), both sizes, plus a version-3 file cut in the
-  middle (progressive), grey (L) and 16-bit grey (I;16) inputs, and the YCbCr model.
+* ``*.rtaic``: each payload version (1, 2, 3; 4 added by ``--add-version-4``), both sizes,
+  plus a version-3 file cut in the middle (progressive), grey (L) and 16-bit grey (I;16)
+  inputs, and the YCbCr model.
 * ``golden.json``: per file its model, version, mode, size and three sha256 digests: of
   the file, of the decoded latent levels (int32 little-endian, with the shape; a cut
   file's midpoint levels as float64), and
@@ -136,17 +137,48 @@ def inputs(source: Image.Image) -> dict[str, Image.Image]:
 
 
 def older_version(codec: Codec, image: Image.Image, data: bytes, version: int) -> bytes:
-    """``data`` (a version-3 file of ``image``) as a file of payload ``version`` 1 or 2."""
+    """``data`` (a file of ``image`` as today's encoder writes it) as a file of payload
+    ``version`` 1, 2 or 3: the whole latent grid coded, in that version's layout."""
     header, _ = bitstream.unpack(data)
-    planes = to_bitplanes(codec.latent_levels(image), codec.architecture.bits)
+    levels = codec.latent_levels(image)
+    planes = to_bitplanes(levels, codec.architecture.bits)
     payload, _ = encode_planes(planes, codec.context_model, codec.table, version=version)
-    return bitstream.pack(replace(header, version=version), payload)
+    return bitstream.pack(replace(header, version=version, latent_shape=tuple(levels.shape[1:])), payload)
+
+
+def add_version_4() -> None:
+    """Version 4 (2026-12-04): today's encoder's files of both sources, added beside the
+    files of the first generation, which stay byte for byte. The golden models' stride
+    equals their latent stride, so no latent position lies wholly beyond these images and
+    the payloads are version 3's (tests/test_codec.py covers a grid that is cropped)."""
+    record = json.loads((HERE / "golden.json").read_text())
+    rgb = golden_codec(HERE / "tiny_rgb.ckpt")
+    for tag in ("48x32", "37x23"):
+        name = f"v4_rgb_{tag}.rtaic"
+        if name in record:
+            raise SystemExit(f"{name} exists")
+        data = rgb.compress(Image.open(HERE / f"source_{tag}.png").convert("RGB"))
+        (HERE / name).write_bytes(data)
+        header, _ = bitstream.unpack(data)
+        levels, image = decode(rgb, data)
+        record[name] = {
+            "model": "tiny_rgb.ckpt", "version": header.version, "mode": header.mode,
+            "color_space": header.color_space, "size": [header.width, header.height],
+            "file_sha256": hashlib.sha256(data).hexdigest(),
+            "levels_sha256": levels_digest(levels), "pixels_sha256": pixel_digest(image),
+        }  # fmt: skip
+        print(f"{name:28s} {len(data):5d} bytes  version {header.version}")
+    (HERE / "golden.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="overwrite existing golden files")
+    parser.add_argument("--add-version-4", action="store_true", help="add the version-4 files only")
     args = parser.parse_args()
+    if args.add_version_4:
+        torch.set_num_threads(1)
+        return add_version_4()
     if (HERE / "golden.json").exists() and not args.force:
         raise SystemExit("tests/golden/golden.json exists: the golden files are made once "
                          "(--force to make a new generation deliberately)")  # fmt: skip
@@ -160,16 +192,17 @@ def main() -> None:
     odd = Image.open(HERE / "source_37x23.png").convert("RGB")
     files: dict[str, tuple[str, bytes]] = {}
     for tag, image in (("48x32", big), ("37x23", odd)):
-        v3 = rgb.compress(image)
-        for version in (1, 2):
-            files[f"v{version}_rgb_{tag}.rtaic"] = ("tiny_rgb.ckpt", older_version(rgb, image, v3, version))
-        files[f"v3_rgb_{tag}.rtaic"] = ("tiny_rgb.ckpt", v3)
+        v4 = rgb.compress(image)
+        for version in (1, 2, 3):
+            files[f"v{version}_rgb_{tag}.rtaic"] = ("tiny_rgb.ckpt", older_version(rgb, image, v4, version))
+        files[f"v4_rgb_{tag}.rtaic"] = ("tiny_rgb.ckpt", v4)
     whole = files["v3_rgb_48x32.rtaic"][1]
     sizes = rgb.cut_sizes(whole)
     files["v3cut_rgb_48x32.rtaic"] = ("tiny_rgb.ckpt", rgb.truncate(whole, sizes[len(sizes) // 2]))
     for tag in ("L", "I16"):
-        files[f"v3_{tag}_37x23.rtaic"] = ("tiny_rgb.ckpt", rgb.compress(inputs(odd)[tag]))
-    files["v3_ycbcr_48x32.rtaic"] = ("tiny_ycbcr.ckpt", ycbcr.compress(big))
+        source = inputs(odd)[tag]
+        files[f"v3_{tag}_37x23.rtaic"] = ("tiny_rgb.ckpt", older_version(rgb, source, rgb.compress(source), 3))
+    files["v3_ycbcr_48x32.rtaic"] = ("tiny_ycbcr.ckpt", older_version(ycbcr, big, ycbcr.compress(big), 3))
 
     record = {}
     for name, (model, data) in files.items():

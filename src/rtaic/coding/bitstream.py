@@ -13,8 +13,11 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"RTAI"
-VERSION = 3  # what this rtaic writes: the embedded (progressive) payload, coding/embedded.py
-READABLE_VERSIONS = (1, 2, 3)  # 1: every slice coded, Bernoulli model; 2: all signs last
+VERSION = 4  # what this rtaic writes: version 3's payload over the image's own latent positions
+# 1: every slice coded, Bernoulli model; 2: all signs last; 3: the embedded (progressive)
+# payload, coding/embedded.py, over the whole latent grid of the padded image; 4: version 3
+# without the latent positions wholly beyond the image (always 0, so not coded)
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 # Code <-> name tables are part of the format: append only, never reorder.
 MODES = ("RGB", "L", "RGBA", "LA", "P", "1", "I;16", "I", "F", "CMYK", "YCbCr", "HSV", "RGBX")
