@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         same = bool(np.array_equal(np.asarray(codec.decompress(data)), np.asarray(result.reconstruction)))
         est_bits = result.estimated_bits + 8 * HEADER_SIZE
         # the bit-probability model's code length of every bit: what training and ACR measure
-        planes = to_bitplanes(codec.latent_levels(image), arch.bits)
+        _, ch, cw = codec.coded_shape(image.height, image.width)  # the corner the file codes
+        planes = to_bitplanes(codec.latent_levels(image)[..., :ch, :cw].contiguous(), arch.bits)
         model_bits = code_length_bits(codec.table, codec.context_model, planes)
         row = {"image": f.name, "pixels": px, "bytes": len(data), "bpp": 8 * len(data) / px,
                "estimated_bits": result.estimated_bits, "real_over_estimate": 8 * len(data) / est_bits,
