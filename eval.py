@@ -15,7 +15,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from rtaic.data.kodak import download_kodak
-from rtaic.evaluation.measure import with_rdoq
+from rtaic.evaluation.measure import with_rdoq, with_refine
 from rtaic.evaluation.names import OURS, TRUNCATED_CURVE
 from rtaic.evaluation.run import evaluate
 
@@ -78,7 +78,8 @@ def main(cfg: DictConfig) -> dict:
             out_dir=out_dir,
             cache_path=to_absolute_path(cfg.cache_dir) + "/baselines.jsonl",
             codecs=list(cfg.codecs),
-            checkpoints=with_rdoq(_checkpoints(cfg.checkpoints, cfg.get("truncated")), cfg.get("rdoq")),
+            checkpoints=with_refine(with_rdoq(_checkpoints(cfg.checkpoints, cfg.get("truncated")), cfg.get("rdoq")),
+                                    cfg.get("refine")),
             workers=cfg.workers,
             bpp_points=list(cfg.bpp_points),
             msssim_points=list(cfg.msssim_points),

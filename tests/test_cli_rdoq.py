@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from codec_helpers import make_checkpoint, photo
-from rtaic.cli import _Rdoq, main
+from rtaic.cli import _Encoding, main
 from rtaic.codec import load_codec
 
 
@@ -58,5 +58,19 @@ def test_size_among_models_encodes_with_rdoq(ckpt, png):
     image = Image.open(png)
     prog = codec.encode_progressive(image, rdoq=2.0)
     target = prog.size() - 40
-    choice = fit_to_size(image, target, [("tiny", _Rdoq(codec, 2.0))])
+    choice = fit_to_size(image, target, [("tiny", _Encoding(codec, 2.0, 0))])
     assert choice.data == prog.data(prog.cut_for(target))
+
+
+def test_compress_refine_writes_the_apis_bytes(ckpt, png, tmp_path, capsys):
+    codec = load_codec(ckpt)
+    image = Image.open(png)
+    out = tmp_path / "r.rtaic"
+    assert main(["compress", str(png), "-o", str(out), "-m", ckpt, "--refine", "3", "-q"]) == 0
+    assert out.read_bytes() == codec.compress(image, refine=3)
+    assert main(["compress", str(png), "-o", str(out), "-m", ckpt, "--refine", "3", "--rdoq", "2", "-q"]) == 0
+    assert out.read_bytes() == codec.compress(image, rdoq=2.0, refine=3)
+    for value in ("-1", "1.5", "x"):
+        with pytest.raises(SystemExit) as e:
+            main(["compress", str(png), "-m", ckpt, f"--refine={value}"])
+        assert e.value.code == 2 and "--refine" in capsys.readouterr().err

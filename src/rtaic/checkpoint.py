@@ -43,6 +43,7 @@ class CodecNetworks:
     autoencoder: Autoencoder
     context_model: BitContextModel
     probability_table: np.ndarray  # int64, units of 2**-16
+    acr_alpha: float | None = None  # the trained ACR coefficient, when recorded (refinement)
 
 
 def _sub_state(state: dict, prefix: str) -> dict:
@@ -83,14 +84,17 @@ def load_networks(path: str | os.PathLike) -> CodecNetworks:
     table = np.asarray(record["probability_table"], dtype=np.int64)
     if table.shape != (context_model.num_contexts,):
         raise CheckpointError(f"{path}: probability table has the wrong size")
-    return CodecNetworks(autoencoder.eval(), context_model.eval(), table)
+    alpha = state.get("acr_alpha")
+    alpha = float(alpha) if isinstance(alpha, torch.Tensor) and alpha.numel() == 1 else None
+    return CodecNetworks(autoencoder.eval(), context_model.eval(), table, alpha)
 
 
 def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> CodecNetworks:
     """Write only what the codec needs (weights of the autoencoder and context model, and
     the record) from a training checkpoint: no optimizer state, no discriminator.
 
-    The ACR coefficient ``acr_alpha`` goes along (the codec ignores it): training that
+    The ACR coefficient ``acr_alpha`` goes along (the codec reads it only to refine latents,
+    rtaic.coding.refine): training that
     starts again from the export (the model zoo on a new machine) would otherwise restart
     it at 1.0, some 30-100x the trained value, and the rate and quality collapse within
     a hundred steps before the feedback loop catches up."""

@@ -6,6 +6,7 @@
     rtaic compress a.png b.png c.png --model model.ckpt          # a.rtaic, b.rtaic, c.rtaic
     rtaic compress photo.png --size 20KB                         # at most 20000 bytes
     rtaic compress photo.png --rdoq 0.03                         # smaller file, same format
+    rtaic compress photo.png --refine 30                         # a slower, better encoder
     rtaic decompress photo.rtaic --max-bytes 8KB -o preview.png  # from the first 8000 bytes
     rtaic truncate photo.rtaic --bytes 8KB -o small.rtaic        # a valid, smaller file
 
@@ -17,11 +18,13 @@ the bundled model whose fingerprint the file names (see :mod:`rtaic.zoo`).
 ``rtaic export CKPT -o MODEL`` strips a training checkpoint down to what the codec needs.
 ``compress --rdoq LAMBDA`` lets the encoder pick cheaper latent levels where they save more
 bits than they cost (rate-distortion optimized quantization, :mod:`rtaic.coding.rdoq`;
-0.03 is the tuned value, 0 is off); the files decode as any other.
+0.03 is the tuned value, 0 is off); the files decode as any other. ``compress --refine N``
+searches N steps for a better latent through the decoder (:mod:`rtaic.coding.refine`; about
+N decoder passes, forward and backward, per image), also a file like any other.
 
 Sizes (``--size``, ``--max-bytes``, ``--bytes``) count whole files in bytes: 20000, 20KB
 (1000s), 20KiB (1024s), 1.5MB. ``compress --size`` (or ``--bpp``) chooses among the bundled
-RGB models and cut points the file with the best MS-SSIM at or under the size (within 3% of
+models of the default model's family and cut points the file with the best MS-SSIM at or under the size (within 3% of
 it where the models allow; :mod:`rtaic.sizing`); with ``--model`` or ``--quality`` it only
 cuts that model's file. Reports go to stderr (stdout may carry data). Exit status: 0 if
 every file succeeded, 1 if any failed (the others are still processed), 2 for usage errors.
@@ -79,6 +82,16 @@ def _lambda(text: str) -> float:
     return v
 
 
+def _steps(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from e
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"steps must be >= 0: {text!r}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtaic", description="Learned lossy image compression.")
     p.add_argument("--version", action="version", version=f"rtaic {__version__}")
@@ -92,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
                             "bundled model)")  # fmt: skip
         if name == "compress":
             s.add_argument("--quality", type=int, metavar="N",
-                           help="the N-th bundled RGB model, lowest rate first (1 = smallest files)")  # fmt: skip
+                           help="the N-th bundled model of the default family, lowest rate first (1 = smallest files)")  # fmt: skip
             size = s.add_mutually_exclusive_group()
             size.add_argument("--size", type=_size, metavar="SIZE",
                               help="file size to hit, at or under (20000, 20KB, 20KiB): the best "
@@ -102,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--rdoq", type=_lambda, default=None, metavar="LAMBDA",
                            help="rate-distortion optimized quantization: smaller files for a "
                                 "little quality, same format (0.03 recommended; 0: off)")  # fmt: skip
+            s.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
+                           help="latent refinement: a slower encoder that searches STEPS steps "
+                                "for a better latent (30 recommended; 0: off), same format")  # fmt: skip
         else:
             s.add_argument("--max-bytes", type=_size, metavar="SIZE",
                            help="decode only the longest valid cut of the file within SIZE bytes")  # fmt: skip
@@ -124,14 +140,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Rdoq:
-    """A codec whose progressive encodes use RDOQ (what ``sizing.fit_to_size`` calls)."""
+class _Encoding:
+    """A codec whose progressive encodes use RDOQ and refinement (what
+    ``sizing.fit_to_size`` calls)."""
 
-    def __init__(self, codec, lam: float) -> None:
-        self.codec, self.lam = codec, lam
+    def __init__(self, codec, lam: float | None, refine: int) -> None:
+        self.codec, self.lam, self.refine = codec, lam, refine
 
     def encode_progressive(self, image):
-        return self.codec.encode_progressive(image, rdoq=self.lam)
+        return self.codec.encode_progressive(image, rdoq=self.lam, refine=self.refine)
 
 
 class _Models:
@@ -160,12 +177,12 @@ class _Models:
             raise CliError("no model: pass --model CHECKPOINT or set RTAIC_MODEL")
         return self._load(path)
 
-    def zoo(self, rdoq: float | None = None) -> list:
+    def zoo(self, rdoq: float | None = None, refine: int = 0) -> list:
         """The bundled models ``--size`` chooses among, loaded once (``rdoq``: encoding
-        with RDOQ at that lambda)."""
+        with RDOQ at that lambda; ``refine``: with that many refinement steps)."""
         from rtaic.sizing import zoo_models
 
-        return [(str(path), _Rdoq(self._load(path), rdoq) if rdoq else self._load(path))
+        return [(str(path), _Encoding(self._load(path), rdoq, refine) if rdoq or refine else self._load(path))
                 for path in zoo_models()]  # fmt: skip
 
     def for_data(self, name: str, data: bytes):
@@ -260,19 +277,19 @@ def _compress(models: _Models, name: str, out: str, overwrite: bool, args) -> No
     how = ""
     try:
         if target is None:
-            data = models.for_compress().compress(image, rdoq=args.rdoq)
+            data = models.for_compress().compress(image, rdoq=args.rdoq, refine=args.refine)
         elif target < SMALLEST_FILE:
             raise CliError(f"{name}: {target} bytes is below the smallest rtaic file "
                            f"({SMALLEST_FILE} bytes)")  # fmt: skip
         elif models.explicit:
-            prog = models.for_compress().encode_progressive(image, rdoq=args.rdoq)
+            prog = models.for_compress().encode_progressive(image, rdoq=args.rdoq, refine=args.refine)
             units = prog.cut_for(target)
             data = prog.data(units)
             how = "whole file" if units >= prog.stream.units else f"cut after {units} of {prog.stream.units} units"
         else:
             from rtaic.sizing import fit_to_size
 
-            choice = fit_to_size(image, target, models.zoo(args.rdoq))
+            choice = fit_to_size(image, target, models.zoo(args.rdoq, args.refine))
             total = next(c for c in choice.candidates if c.model == choice.model)
             how = (f"model {Path(choice.model).stem}, "
                    + ("whole file" if choice.whole else f"cut at {choice.units} units of {total.whole_bytes} bytes"))  # fmt: skip

@@ -67,6 +67,7 @@ from rtaic.coding.bitstream import MAX_TILE, MIN_TILE, BitstreamError, Header
 from rtaic.coding.embedded import mask_unknown, partial_levels
 from rtaic.coding.quantize import dequantize, quantize_levels
 from rtaic.coding.rdoq import DEFAULT_PASSES, RateModel, channel_weights, rdoq_levels
+from rtaic.coding.refine import refine_latent
 from rtaic.color import from_space, to_space
 from rtaic.imageio import Canvas, Prepared, prepare
 
@@ -480,21 +481,23 @@ class Codec:
         return canvas.image()
 
     # -- API ------------------------------------------------------------------------------
-    def encode(self, image: Image.Image, reconstruct: bool = False,
-               max_bytes: int | None = None, rdoq: float | None = None) -> EncodeResult:  # fmt: skip
+    def encode(self, image: Image.Image, reconstruct: bool = False, max_bytes: int | None = None,
+               rdoq: float | None = None, refine: int = 0) -> EncodeResult:  # fmt: skip
         """Compress, with the estimate, the time split and optionally the reconstruction.
 
         ``max_bytes``: the longest valid cut of the file that fits (at least
         ``SMALLEST_FILE`` bytes); the estimate is still that of the whole payload.
         ``rdoq``: lambda of rate-distortion optimized quantization (None or 0: off; the
         time it takes is ``timings["rdoq"]``, part of "network" + "entropy" + "rdoq").
+        ``refine``: steps of latent refinement (:mod:`rtaic.coding.refine`; 0: off; its time
+        is ``timings["refine"]``, part of "network").
         """
         if max_bytes is not None:
-            return self._encode_cut(image, reconstruct, max_bytes, rdoq)
+            return self._encode_cut(image, reconstruct, max_bytes, rdoq, refine)
         t0 = time.perf_counter()
         prep, levels, _, (payload, ideal), timings = self._code(
             image, lambda planes: encode_planes(planes, self.context_model, self.table, bitstream.VERSION),
-            rdoq)
+            rdoq, refine)
         data = bitstream.pack(self._header(prep, levels), payload)
         timings["total"] = time.perf_counter() - t0
         recon = None
@@ -503,16 +506,21 @@ class Codec:
             recon = self._synthesize(levels, h, w, prep.mode, self.tile, self.margin)
         return EncodeResult(data, ideal, timings, recon)
 
-    def _code(self, image: Image.Image, coder, rdoq: float | None = None):
-        """prepare -> networks -> [RDOQ] -> bitplanes -> ``coder(planes)``, the coder
-        single-threaded: (prep, levels, planes, what the coder returned, {"network": s,
-        "entropy": s, "rdoq": s})."""
+    def _code(self, image: Image.Image, coder, rdoq: float | None = None, refine: int = 0):
+        """prepare -> networks -> [refinement] -> [RDOQ] -> bitplanes -> ``coder(planes)``,
+        the coder single-threaded: (prep, levels, planes, what the coder returned,
+        {"network": s, "entropy": s, "rdoq": s, "refine": s})."""
         prep = prepare(image)
         lam = _check_rdoq(rdoq)
+        refine = _check_refine(refine)
         t1 = time.perf_counter()
-        latent = torch.empty((1, *self.latent_shape(*prep.size))) if lam else None
+        latent = torch.empty((1, *self.latent_shape(*prep.size))) if lam or refine else None
         levels = self._analyse(prep, latent)
+        t_refine = time.perf_counter()
+        if refine:
+            levels, latent = self._refined(prep, latent, refine)
         t2 = time.perf_counter()
+        t_refine = t2 - t_refine
         with single_thread():
             if lam:
                 levels = self.rdoq_levels(levels, latent, lam)
@@ -522,7 +530,20 @@ class Codec:
             planes = to_bitplanes(levels, self.architecture.bits)
             coded = coder(planes)
         t4 = time.perf_counter()
-        return prep, levels, planes, coded, {"network": t2 - t1, "entropy": t4 - t3, "rdoq": t3 - t2}
+        return prep, levels, planes, coded, {"network": t2 - t1, "entropy": t4 - t3, "rdoq": t3 - t2,
+                                             "refine": t_refine}  # fmt: skip
+
+    def _refined(self, prep: Prepared, latent: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(levels, latent) after latent refinement, with the float32 networks; positions
+        wholly beyond the image stay 0, as :meth:`_analyse` leaves them."""
+        h, w = prep.size
+        nets = self.networks
+        y, _ = refine_latent(nets.autoencoder, prep.tile(0, 0, h, w), latent, steps, alpha=nets.acr_alpha)
+        levels = quantize_levels(y, self.architecture.bits)
+        ls = self.architecture.latent_stride
+        levels[..., -(-h // ls) :, :] = 0
+        levels[..., :, -(-w // ls) :] = 0
+        return levels, y
 
     def rdoq_levels(self, levels: torch.Tensor, latent: torch.Tensor, lam: float,
                     passes: int = DEFAULT_PASSES) -> torch.Tensor:  # fmt: skip
@@ -548,20 +569,21 @@ class Codec:
             latent_shape=tuple(levels.shape[1:]),
         )
 
-    def encode_progressive(self, image: Image.Image, rdoq: float | None = None) -> Progressive:
+    def encode_progressive(self, image: Image.Image, rdoq: float | None = None,
+                           refine: int = 0) -> Progressive:  # fmt: skip
         """Code the image once in the embedded order (version 3); every cut and what it
         decodes to come from the result (see :class:`Progressive`). ``rdoq``: as
         :meth:`encode`."""
         t0 = time.perf_counter()
         prep, levels, planes, stream, timings = self._code(
-            image, lambda planes: encode_embedded(planes, self.context_model, self.table), rdoq)
+            image, lambda planes: encode_embedded(planes, self.context_model, self.table), rdoq, refine)
         timings["total"] = time.perf_counter() - t0
         return Progressive(self, self._header(prep, levels), stream, planes, timings)
 
     def _encode_cut(self, image: Image.Image, reconstruct: bool, max_bytes: int,
-                    rdoq: float | None = None) -> EncodeResult:  # fmt: skip
+                    rdoq: float | None = None, refine: int = 0) -> EncodeResult:  # fmt: skip
         t0 = time.perf_counter()
-        prog = self.encode_progressive(image, rdoq)
+        prog = self.encode_progressive(image, rdoq, refine)
         units = prog.cut_for(max_bytes)
         if units is None:
             raise ValueError(f"max_bytes={max_bytes} is below the smallest file ({SMALLEST_FILE} bytes)")
@@ -570,18 +592,22 @@ class Codec:
         recon = prog.reconstruction(units) if reconstruct else None
         return EncodeResult(data, prog.stream.ideal, timings, recon)
 
-    def latent_levels(self, image: Image.Image, rdoq: float | None = None) -> torch.Tensor:
+    def latent_levels(self, image: Image.Image, rdoq: float | None = None, refine: int = 0) -> torch.Tensor:
         """The integer latent levels (1, C, h, w) that :meth:`encode` codes."""
-        return self.latents(image, rdoq)[0]
+        return self.latents(image, rdoq, refine)[0]
 
-    def latents(self, image: Image.Image, rdoq: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(levels that :meth:`encode` codes with this ``rdoq``, continuous latent y), each
-        (1, C, h, w) on the whole latent grid (:meth:`encode` codes its
+    def latents(self, image: Image.Image, rdoq: float | None = None,
+                refine: int = 0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(levels that :meth:`encode` codes with this ``rdoq`` and ``refine``, continuous
+        latent y), each (1, C, h, w) on the whole latent grid (:meth:`encode` codes its
         :meth:`coded_shape` corner; the rest is 0)."""
         prep = prepare(image)
         lam = _check_rdoq(rdoq)
+        refine = _check_refine(refine)
         latent = torch.empty((1, *self.latent_shape(*prep.size)))
         levels = self._analyse(prep, latent)
+        if refine:
+            levels, latent = self._refined(prep, latent, refine)
         if lam:
             with single_thread():
                 levels = self.rdoq_levels(levels, latent, lam)
@@ -650,10 +676,11 @@ class Codec:
                             complete, used)  # fmt: skip
 
     def compress(self, image: Image.Image, max_bytes: int | None = None,
-                 rdoq: float | None = None) -> bytes:  # fmt: skip
+                 rdoq: float | None = None, refine: int = 0) -> bytes:  # fmt: skip
         """PIL image -> .rtaic bytes (``max_bytes``: the longest valid cut that fits;
-        ``rdoq``: lambda of rate-distortion optimized quantization, None or 0 for off)."""
-        return self.encode(image, max_bytes=max_bytes, rdoq=rdoq).data
+        ``rdoq``: lambda of rate-distortion optimized quantization, None or 0 for off;
+        ``refine``: steps of latent refinement, 0 for off)."""
+        return self.encode(image, max_bytes=max_bytes, rdoq=rdoq, refine=refine).data
 
     def decompress(self, data: bytes, max_bytes: int | None = None) -> Image.Image:
         """.rtaic bytes -> PIL image (same size and mode as the compressed one);
@@ -694,6 +721,15 @@ class Codec:
         words = dec.cuts[-1] if dec.units else 0
         cut = struct.pack("<I", dec.units) + payload[CUT_FIELD_BYTES : CUT_FIELD_BYTES + 4 * words]
         return bitstream.pack(header, cut)
+
+
+def _check_refine(refine: int | None) -> int:
+    """The number of refinement steps (0: off); ValueError unless a whole number >= 0."""
+    if refine is None:
+        return 0
+    if isinstance(refine, bool) or not float(refine).is_integer() or refine < 0:
+        raise ValueError(f"refine must be a whole number of steps >= 0, got {refine!r}")
+    return int(refine)
 
 
 def _check_rdoq(rdoq: float | None) -> float:

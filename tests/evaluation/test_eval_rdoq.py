@@ -54,3 +54,35 @@ def test_the_rdoq_curve_measures_real_rdoq_files(tmp_path):
     assert by_curve[RDOQ_CURVE]["file_bytes"] == len(codec.compress(image, rdoq=2.0))
     assert by_curve[RDOQ_CURVE]["file_bytes"] < by_curve["learned"]["file_bytes"]
     assert Path(by_curve[RDOQ_CURVE]["quality"]).name == "tiny+rdoq2.ckpt"
+
+
+def test_refine_names_and_curves(tmp_path):
+    from rtaic.evaluation.measure import refine_name, split_refine, with_refine
+    from rtaic.evaluation.names import REFINE_CURVES
+
+    assert refine_name("dir/m.ckpt", 30) == "dir/m+refine30.ckpt"
+    assert split_refine("dir/m+refine30.ckpt") == ("dir/m.ckpt", 30)
+    assert split_refine("dir/m+rdoq0.03.ckpt") == ("dir/m+rdoq0.03.ckpt", None)
+    with pytest.raises(ValueError):
+        refine_name("m.ckpt", 0)
+    assert REFINE_CURVES == {"learned": "learned_refine", "learned_ycbcr": "learned_ycbcr_refine"}
+    ours = {"learned": ["a.ckpt"], "learned_ycbcr": ["y.ckpt"], "learned_gan": ["g.ckpt"]}
+    out = with_refine(with_rdoq(ours, 0.03), 30)
+    assert out["learned_refine"] == ["a+refine30.ckpt"] and out["learned_ycbcr_refine"] == ["y+refine30.ckpt"]
+    assert out["learned_rdoq"] == ["a+rdoq0.03.ckpt"] and with_refine(ours, None) is ours
+    assert label("learned_ycbcr_refine") == "Ours (rtaic, YCbCr, refined)"
+
+
+def test_the_refine_curve_measures_real_refined_files(tmp_path):
+    from rtaic.evaluation.measure import with_refine
+
+    ckpt = str(make_checkpoint(tmp_path / "tiny.ckpt"))
+    image_path = tmp_path / "img.png"
+    photo(64, 48, seed=7).save(image_path)
+    pairs = measure.curves_of(with_refine([ckpt], 3))
+    records = measure.measure_checkpoints(str(image_path), "img.png", "0" * 64, pairs)
+    by_curve = {r["codec"]: r for r in records}
+    assert set(by_curve) == {"learned", "learned_refine"}
+    codec = load_codec(ckpt)
+    assert by_curve["learned_refine"]["file_bytes"] == len(codec.compress(photo(64, 48, seed=7), refine=3))
+    assert Path(by_curve["learned_refine"]["quality"]).name == "tiny+refine3.ckpt"

@@ -242,6 +242,7 @@ def test_a_run_started_again_from_its_export_keeps_its_acr_coefficient(train_cfg
     exported = export_checkpoint(tmp_path / "trained.ckpt", tmp_path / "export.ckpt")
     # the codec reads the export as before
     assert model_fingerprint(load_networks(tmp_path / "export.ckpt")) == model_fingerprint(exported)
+    assert load_networks(tmp_path / "export.ckpt").acr_alpha == pytest.approx(0.0123)  # for refinement
 
     from conftest import module_from_config
     from rtaic.training.runner import load_warm_start

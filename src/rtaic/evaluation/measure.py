@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from rtaic.evaluation.baselines import get_baseline
-from rtaic.evaluation.names import OURS, RDOQ_CURVES, is_ours
+from rtaic.evaluation.names import OURS, RDOQ_CURVES, REFINE_CURVES, is_ours
 from rtaic.metrics import ciede2000, psnr, weighted_msssim
 
 # Bump when a field's meaning or a metric's definition changes: it invalidates cached records.
@@ -148,17 +148,19 @@ _loaded: dict[tuple[str, str], object] = {}
 def load(checkpoint: str, loader: str = DEFAULT_LOADER):
     """The codec for one checkpoint, loaded once per process. ``dir/m@0.25.ckpt`` is model
     ``dir/m.ckpt`` with its files cut to 25% of their length (rtaic.sizing.truncated_name);
-    ``dir/m+rdoq0.03.ckpt`` is model ``dir/m.ckpt`` encoding with RDOQ at lambda 0.03."""
+    ``dir/m+rdoq0.03.ckpt`` is model ``dir/m.ckpt`` encoding with RDOQ at lambda 0.03;
+    ``dir/m+refine30.ckpt`` encoding with 30 steps of latent refinement."""
     key = (loader, checkpoint)
     if key not in _loaded:
         from rtaic.sizing import TruncatedCodec, split_truncated
 
-        path, lam = split_rdoq(checkpoint)
+        path, steps = split_refine(checkpoint)
+        path, lam = split_rdoq(path)
         path, fraction = split_truncated(path)
         module, _, function = loader.partition(":")
         codec = getattr(importlib.import_module(module), function)(path)
-        if lam is not None:
-            codec = RdoqCodec(codec, lam)
+        if lam is not None or steps is not None:
+            codec = RdoqCodec(codec, lam, steps or 0)
         _loaded[key] = codec if fraction is None else TruncatedCodec(codec, fraction)
     return _loaded[key]
 
@@ -188,19 +190,55 @@ def split_rdoq(name: str | Path) -> tuple[str, float | None]:
 
 
 class RdoqCodec:
-    """A codec that encodes with RDOQ at ``lam``; its files decode as any file does."""
+    """A codec that encodes with RDOQ at ``lam`` and ``refine`` steps of latent refinement;
+    its files decode as any file does."""
 
-    def __init__(self, codec, lam: float) -> None:
-        self.codec, self.lam = codec, lam
+    def __init__(self, codec, lam: float | None, refine: int = 0) -> None:
+        self.codec, self.lam, self.refine = codec, lam, refine
 
     def compress(self, image: Image.Image) -> bytes:
-        return self.codec.compress(image, rdoq=self.lam)
+        return self.codec.compress(image, rdoq=self.lam, refine=self.refine)
 
     def decompress(self, data: bytes) -> Image.Image:
         return self.codec.decompress(data)
 
     def encode_progressive(self, image: Image.Image):
-        return self.codec.encode_progressive(image, rdoq=self.lam)
+        return self.codec.encode_progressive(image, rdoq=self.lam, refine=self.refine)
+
+
+# -- latent refinement: a slower encoder (rtaic.coding.refine) ------------------------------
+
+_REFINE = re.compile(r"^(?P<stem>.+)\+refine(?P<steps>\d+)$")
+
+
+def refine_name(model: str | Path, steps: int) -> str:
+    """'dir/m.ckpt', 30 -> 'dir/m+refine30.ckpt': model m encoding with 30 refinement steps."""
+    if not (isinstance(steps, int) and steps > 0):
+        raise ValueError(f"refinement steps must be a whole number > 0, got {steps!r}")
+    p = Path(model)
+    return str(p.with_name(f"{p.stem}+refine{steps}{p.suffix}"))
+
+
+def split_refine(name: str | Path) -> tuple[str, int | None]:
+    """Inverse of :func:`refine_name` (an existing file is itself, whatever its name)."""
+    p = Path(name)
+    m = _REFINE.match(p.stem)
+    if m is None or p.is_file():
+        return str(name), None
+    return str(p.with_name(m["stem"] + p.suffix)), int(m["steps"])
+
+
+def with_refine(checkpoints: dict[str, list[str]] | list[str], steps: int | None,
+                ) -> dict[str, list[str]] | list[str]:  # fmt: skip
+    """``checkpoints`` plus each colour space's plain curve encoding with ``steps`` of latent
+    refinement: ``learned_refine``, ``learned_ycbcr_refine`` (None or 0: unchanged)."""
+    if not steps:
+        return checkpoints
+    out = dict(checkpoints) if isinstance(checkpoints, dict) else ({OURS: list(checkpoints)} if checkpoints else {})
+    for plain, coded in REFINE_CURVES.items():
+        if out.get(plain):
+            out[coded] = [refine_name(c, int(steps)) for c in out[plain]]
+    return out
 
 
 def with_rdoq(checkpoints: dict[str, list[str]] | list[str], lam: float | None,

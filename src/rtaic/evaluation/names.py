@@ -15,7 +15,7 @@ SPACES = COLOR_SPACES
 OURS = "learned"  # our RGB models' curve
 OURS_LABEL = "Ours (rtaic)"
 # Words of a family name written otherwise in labels: learned_ycbcr -> "Ours (rtaic, YCbCr)".
-_WORDS = {"ycbcr": COLOR_SPACE_NAMES["ycbcr"], "gan": "GAN", "rdoq": "RDOQ"}
+_WORDS = {"ycbcr": COLOR_SPACE_NAMES["ycbcr"], "gan": "GAN", "rdoq": "RDOQ", "refine": "refined"}
 
 
 def curve(family: str | None = None) -> str:
@@ -26,6 +26,8 @@ def curve(family: str | None = None) -> str:
 RDOQ_CURVE = curve("rdoq")  # the RGB models encoding with RDOQ (measure.with_rdoq)
 # Each colour space's curve -> the same models encoding with RDOQ.
 RDOQ_CURVES = {OURS: RDOQ_CURVE, **{curve(s): curve(f"{s}_rdoq") for s in COLOR_SPACES if s != "rgb"}}
+# Each colour space's curve -> the same models encoding with latent refinement.
+REFINE_CURVES = {OURS: curve("refine"), **{curve(s): curve(f"{s}_refine") for s in COLOR_SPACES if s != "rgb"}}
 TRUNCATED_CURVE = curve("truncated")  # one model's files cut short (progressive decoding)
 
 

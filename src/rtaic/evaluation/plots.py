@@ -30,7 +30,7 @@ from rtaic.evaluation.summary import Curves, relative_size  # noqa: E402
 HIDDEN = {"rgb": {"hevc420"}, "ycbcr": {"hevc444"}}
 # Our curves in fixed colours (others: matplotlib's cycle).
 COLOURS = {OURS: "black", curve("ycbcr"): "dimgray", curve("gan"): "darkred", RDOQ_CURVE: "tab:blue",
-           curve("ycbcr_rdoq"): "tab:cyan"}
+           curve("ycbcr_rdoq"): "tab:cyan", curve("refine"): "tab:green", curve("ycbcr_refine"): "tab:olive"}
 
 
 def _style(codec: str) -> dict:
