@@ -79,7 +79,7 @@ def main(cfg: DictConfig) -> dict:
             cache_path=to_absolute_path(cfg.cache_dir) + "/baselines.jsonl",
             codecs=list(cfg.codecs),
             checkpoints=with_refine(with_rdoq(_checkpoints(cfg.checkpoints, cfg.get("truncated")), cfg.get("rdoq")),
-                                    cfg.get("refine")),
+                                    cfg.get("refine"), cfg.get("refine_curves")),
             workers=cfg.workers,
             bpp_points=list(cfg.bpp_points),
             msssim_points=list(cfg.msssim_points),

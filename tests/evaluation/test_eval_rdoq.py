@@ -70,6 +70,8 @@ def test_refine_names_and_curves(tmp_path):
     out = with_refine(with_rdoq(ours, 0.03), 30)
     assert out["learned_refine"] == ["a+refine30.ckpt"] and out["learned_ycbcr_refine"] == ["y+refine30.ckpt"]
     assert out["learned_rdoq"] == ["a+rdoq0.03.ckpt"] and with_refine(ours, None) is ours
+    only = with_refine(ours, 30, ["learned_ycbcr"])
+    assert "learned_refine" not in only and only["learned_ycbcr_refine"] == ["y+refine30.ckpt"]
     assert label("learned_ycbcr_refine") == "Ours (rtaic, YCbCr, refined)"
 
 
