@@ -72,6 +72,10 @@ def test_refine_names_and_curves(tmp_path):
     assert out["learned_rdoq"] == ["a+rdoq0.03.ckpt"] and with_refine(ours, None) is ours
     only = with_refine(ours, 30, ["learned_ycbcr"])
     assert "learned_refine" not in only and only["learned_ycbcr_refine"] == ["y+refine30.ckpt"]
+    both = with_refine(with_rdoq(ours, 0.03), 30, ["learned_ycbcr_rdoq"])
+    assert both["learned_ycbcr_rdoq_refine"] == ["y+rdoq0.03+refine30.ckpt"]
+    assert split_refine("y+rdoq0.03+refine30.ckpt") == ("y+rdoq0.03.ckpt", 30)
+    assert label("learned_ycbcr_rdoq_refine") == "Ours (rtaic, YCbCr, RDOQ, refined)"
     assert label("learned_ycbcr_refine") == "Ours (rtaic, YCbCr, refined)"
 
 

@@ -230,15 +230,17 @@ def split_refine(name: str | Path) -> tuple[str, int | None]:
 
 def with_refine(checkpoints: dict[str, list[str]] | list[str], steps: int | None,
                 curves: list[str] | None = None) -> dict[str, list[str]] | list[str]:  # fmt: skip
-    """``checkpoints`` plus each colour space's plain curve (or those of ``curves``, e.g.
-    ``["learned_ycbcr"]``: refinement is slow) encoding with ``steps`` of latent
-    refinement: ``learned_refine``, ``learned_ycbcr_refine`` (None or 0: unchanged)."""
+    """``checkpoints`` plus each colour space's plain curve (or the curves named in ``curves``,
+    e.g. ``["learned_ycbcr"]``, since refinement is slow, or an RDOQ curve such as
+    ``learned_ycbcr_rdoq`` to combine both) encoding with ``steps`` of latent refinement:
+    ``learned_refine``, ``learned_ycbcr_refine``, ``learned_ycbcr_rdoq_refine`` (None or 0:
+    unchanged)."""
     if not steps:
         return checkpoints
     out = dict(checkpoints) if isinstance(checkpoints, dict) else ({OURS: list(checkpoints)} if checkpoints else {})
-    for plain, coded in REFINE_CURVES.items():
-        if out.get(plain) and (curves is None or plain in curves):
-            out[coded] = [refine_name(c, int(steps)) for c in out[plain]]
+    for curve in list(REFINE_CURVES) if curves is None else list(curves):
+        if out.get(curve):
+            out[REFINE_CURVES.get(curve, f"{curve}_refine")] = [refine_name(c, int(steps)) for c in out[curve]]
     return out
 
 
