@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from codec_helpers import photo
+from rtaic.coding.penalty import acr_penalty
 from rtaic.coding.quantize import dequantize, quantize, quantize_levels
 from rtaic.coding.refine import ACR_EPSILON, refine_latent
 from rtaic.metrics import weighted_msssim
-from rtaic.training.acr import acr_penalty
 
 
 def _x(image) -> torch.Tensor:

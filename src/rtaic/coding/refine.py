@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import torch
 
+from rtaic.coding.penalty import acr_penalty
 from rtaic.coding.quantize import quantize
 from rtaic.metrics import msssim_window, weighted_msssim
 from rtaic.nn.autoencoder import Autoencoder
-from rtaic.training.acr import acr_penalty
 
 DEFAULT_STEPS = 30
 DEFAULT_LR = 1e-4

@@ -13,22 +13,8 @@ from __future__ import annotations
 import math
 
 import pytorch_lightning as pl
-import torch
-import torch.nn.functional as F
 
-NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (-1, 1))  # (x, y) offsets of the paper's set S
-
-
-def acr_penalty(q: torch.Tensor, eps: float) -> torch.Tensor:
-    """Mean over the batch of the per-image penalty, without alpha; ``eps`` (the model's
-    ``acr_epsilon``) keeps log2 finite at 0."""
-    n, c, h, w = q.shape
-    total = torch.log2(q.abs() + eps).flatten(1).sum(1)
-    padded = F.pad(q, (1, 1, 1, 1), mode="replicate")  # border differences are 0: log2(eps)
-    for dx, dy in NEIGHBOURS:
-        shifted = padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]  # q[c, h - y, w - x]
-        total = total + torch.log2((q - shifted).abs() + eps).flatten(1).sum(1)
-    return (total / (c * h * w)).mean()
+from rtaic.coding.penalty import NEIGHBOURS, acr_penalty  # noqa: F401 (re-exported)
 
 
 class ACRCallback(pl.Callback):
