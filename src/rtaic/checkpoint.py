@@ -101,9 +101,8 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> CodecNe
     nets = load_networks(src)
     state = {f"autoencoder.{k}": v for k, v in nets.autoencoder.state_dict().items()}
     state |= {f"context_model.{k}": v for k, v in nets.context_model.state_dict().items()}
-    alpha = torch.load(src, map_location="cpu", weights_only=False).get("state_dict", {}).get("acr_alpha")
-    if alpha is not None:
-        state["acr_alpha"] = alpha.detach().clone()
+    if nets.acr_alpha is not None:
+        state["acr_alpha"] = torch.tensor(nets.acr_alpha)
     record = {
         "format": FORMAT,
         "architecture": nets.autoencoder.architecture.to_dict(),
