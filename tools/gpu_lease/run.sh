@@ -5,8 +5,9 @@
 # the full learning rate and an annealing phase (lr x 0.2), each bounded in wall time by
 # Lightning's max_time (the last step is checkpointed), all members at once, batch 32.
 # The members' exports come back after each phase as $OUT/phase1.tgz and phase2.tgz.
-# Env: P1, P2 (seconds of training in each phase), BATCH, TRAINER (gpu|cpu),
-# MODELS_DIR, PYBIN, SKIP_PIP (for a rehearsal here: see docs/training.md).
+# Env: P1, P2 (seconds of training in each phase; P1=0: the annealing phase alone), BATCH,
+# TRAINER (gpu|cpu), SMOKE=0 (no smoke test: a short second lease), MODELS_DIR, PYBIN,
+# SKIP_PIP (for a rehearsal here: see docs/training.md).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/gpu_lease_out}; mkdir -p "$OUT"
@@ -24,7 +25,7 @@ C="data.root=.gpu/data/train data.val_root=.gpu/data/val trainer=${TRAINER:-gpu}
 ZOO=${RTAIC_OUTPUTS:-outputs}/zoo
 (nvidia-smi || true) > "$OUT/smi.txt" 2>&1
 $PYBIN -c "import torch, pytorch_lightning, hydra, constriction; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-if [ "${TRAINER:-gpu}" = gpu ]; then
+if [ "${TRAINER:-gpu}" = gpu ] && [ "${SMOKE:-1}" != 0 ]; then
   t=$(date +%s)
   timeout 120 $PYBIN train.py model=rtaic_small model.l1_weight=0.5 target_bpp=0.5 color_space=ycbcr \
     model.architecture.patch=true init_from=$MODELS_DIR/ycbcr_bpp0.5.ckpt $C trainer.max_steps=60 \
@@ -45,7 +46,7 @@ phase() {  # phase NAME MAX_TIME [zoo train options]
 P1=${P1:-280}; P2=${P2:-100}
 # --hours 0.005: every member starts at once, and no second round. Lightning's timer is
 # restored with the checkpoint, so the annealing round's limit counts phase 1's time too.
-phase phase1 "$(hms $P1)" --hours 0.005
+[ "$P1" = 0 ] || phase phase1 "$(hms $P1)" --hours 0.005
 phase phase2 "$(hms $((P1 + P2)))" --anneal
 tar czf "$OUT/logs.tgz" $ZOO/*/train.log 2>/dev/null
 echo "[run] end at $(( $(date +%s) - T0 )) s"
