@@ -198,3 +198,15 @@ def test_a_finetune_stage_pairs_with_its_plain_model_and_follows_it(tmp_path, mo
     assert zoo.finetuned_versions() == {"trunk": "trunk_ft"}
     new = json.loads((models / "manifest.json").read_text())["models"]
     assert zoo_runner._same_encoder(models / new["trunk_ft"]["file"], models / new["trunk"]["file"])
+
+
+def test_a_finetune_is_listed_with_its_plain_models_architecture():
+    """A finetune reads its architecture from the plain checkpoint, so its own overrides
+    (the common ``model=rtaic_small``) do not name it."""
+    from types import SimpleNamespace
+
+    man = {"models": {"big": {"architecture": "rtaic_medium+patch"}}}
+    tuned = SimpleNamespace(finetune_of="big", overrides=["model=rtaic_small", "experiment=finetune_quantized"])
+    plain = SimpleNamespace(finetune_of=None, overrides=["model=rtaic_small", "target_bpp=1.0"])
+    assert zoo_runner._architecture_name(tuned, man, patch=True) == "rtaic_medium+patch"
+    assert zoo_runner._architecture_name(plain, man, patch=False) == "rtaic_small"

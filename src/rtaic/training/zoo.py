@@ -321,8 +321,7 @@ def export(args: argparse.Namespace) -> None:
         entry.update({
             "file": file, "fingerprint": model_fingerprint(nets).hex(),
             "member": m.name,
-            "architecture": next((o.split("=")[1] for o in m.overrides if o.startswith("model=")), "rtaic")
-                            + ("+patch" if arch.patch else ""),
+            "architecture": _architecture_name(m, man, arch.patch),
             "target_bpp": float(next(o.split("=")[1] for o in m.overrides if o.startswith("target_bpp="))),
             "curve": names.curve("gan") if "experiment=gan" in m.overrides else
                      names.curve("ycbcr") if arch.color_space == "ycbcr" else names.curve(),
@@ -339,6 +338,16 @@ def export(args: argparse.Namespace) -> None:
     if cfg.get("default") in man["models"]:
         man["default"] = cfg["default"]
     (models_dir / zoo.MANIFEST.name).write_text(json.dumps(man, indent=2) + "\n")
+
+
+def _architecture_name(member: Member, man: dict, patch: bool) -> str:
+    """The config name of a member's architecture; a finetune has its plain model's (it takes
+    the architecture from that checkpoint, whatever its own overrides say)."""
+    parent = man["models"].get(member.finetune_of or "", {})
+    if member.finetune_of and parent.get("architecture"):
+        return parent["architecture"]
+    name = next((o.split("=")[1] for o in member.overrides if o.startswith("model=")), "rtaic")
+    return name + ("+patch" if patch else "")
 
 
 def status(args: argparse.Namespace) -> None:
