@@ -36,7 +36,12 @@ def test_with_rdoq_adds_each_colour_space_curve_encoding_with_rdoq():
     assert with_rdoq({"learned_ycbcr": ["y.ckpt"]}, 0.1) == {"learned_ycbcr": ["y.ckpt"],
                                                             "learned_ycbcr_rdoq": ["y+rdoq0.1.ckpt"]}
     assert with_rdoq(["a.ckpt"], 0.1) == {"learned": ["a.ckpt"], RDOQ_CURVE: ["a+rdoq0.1.ckpt"]}
-    assert with_rdoq(ours, None) is ours and with_rdoq(ours, 0) is ours
+    assert with_rdoq(ours, None) is ours and with_rdoq(ours, 0) is ours and with_rdoq(ours, []) is ours
+    # several lambdas: every model at each (as hydra passes a list, e.g. rdoq=[0.03,0.1])
+    from omegaconf import OmegaConf
+
+    dense = with_rdoq({"learned_ycbcr": ["y.ckpt", "z.ckpt"]}, OmegaConf.create([0.03, 0.1]))
+    assert dense["learned_ycbcr_rdoq"] == ["y+rdoq0.03.ckpt", "y+rdoq0.1.ckpt", "z+rdoq0.03.ckpt", "z+rdoq0.1.ckpt"]
     assert label(RDOQ_CURVE) == "Ours (rtaic, RDOQ)"
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -244,18 +244,23 @@ def with_refine(checkpoints: dict[str, list[str]] | list[str], steps: int | None
     return out
 
 
-def with_rdoq(checkpoints: dict[str, list[str]] | list[str], lam: float | None,
+def with_rdoq(checkpoints: dict[str, list[str]] | list[str], lam,
               ) -> dict[str, list[str]] | list[str]:  # fmt: skip
     """``checkpoints`` plus, for each plain curve of a colour space (the RGB ``learned`` one,
     ``learned_ycbcr``; a plain list is the RGB curve), its models encoding with RDOQ at
     ``lam`` as one more curve: ``learned_rdoq``, ``learned_ycbcr_rdoq`` (None or 0:
-    ``checkpoints`` unchanged)."""
-    if not lam:
+    ``checkpoints`` unchanged).
+
+    ``lam`` may be a list: each model then gives one point per lambda, the settings an
+    encoder aiming at a size or a quality chooses among (a stronger lambda on the next model
+    up often lies above the line between two neighbouring models)."""
+    lams = [float(x) for x in (lam if isinstance(lam, Sequence) and not isinstance(lam, str) else [lam]) if x]
+    if not lams:
         return checkpoints
     out = dict(checkpoints) if isinstance(checkpoints, dict) else ({OURS: list(checkpoints)} if checkpoints else {})
     for plain, coded in RDOQ_CURVES.items():
         if out.get(plain):
-            out[coded] = [rdoq_name(c, float(lam)) for c in out[plain]]
+            out[coded] = [rdoq_name(c, x) for c in out[plain] for x in lams]
     return out
 
 
