@@ -22,9 +22,23 @@ from rtaic.evaluation.run import evaluate
 LOGGERS = ("none", "wandb")  # conf/eval/eval.yaml's logger
 
 
+def _curve_files(curve: str, paths) -> list[str]:
+    """One curve of a mapping: its files, or null for the bundled models of that curve
+    (e.g. ``checkpoints={learned_ycbcr: null}``: only the bundled YCbCr curve)."""
+    if paths is not None:
+        return [to_absolute_path(c) for c in paths]
+    from rtaic import zoo
+
+    bundled = zoo.curves()
+    if curve not in bundled:
+        raise ValueError(f"checkpoints: no bundled models for curve {curve!r} (bundled curves: {sorted(bundled)})")
+    return [str(p) for p in bundled[curve]]
+
+
 def _checkpoints(listed, truncated=None) -> dict[str, list[str]] | list[str]:
     """null: the project's bundled models by curve (rtaic.zoo); a list: those files, one
-    curve; a mapping: {curve: files} (curves named learned or learned_<family>).
+    curve; a mapping: {curve: files or null for that curve's bundled models} (curves named
+    learned or learned_<family>).
     ``truncated`` ({model, fractions}) adds the curve learned_truncated: one model's files
     cut to those fractions of their length (progressive decoding)."""
     if listed is None:
@@ -32,7 +46,7 @@ def _checkpoints(listed, truncated=None) -> dict[str, list[str]] | list[str]:
 
         out = {curve: [str(p) for p in paths] for curve, paths in zoo.curves().items()}
     elif OmegaConf.is_dict(listed):
-        out = {curve: [to_absolute_path(c) for c in paths] for curve, paths in listed.items()}
+        out = {curve: _curve_files(curve, paths) for curve, paths in listed.items()}
     else:
         out = [to_absolute_path(c) for c in listed]
     if truncated:

@@ -153,3 +153,17 @@ def test_an_unknown_logger_is_refused_before_any_work(tmp_path):
         del cfg["hydra"]
     with pytest.raises(ValueError, match="logger=none or logger=wandb, got 'csv'"):
         module.main.__wrapped__(cfg)
+
+
+def test_a_curve_given_as_null_is_that_curves_bundled_models():
+    from rtaic import zoo
+
+    spec = importlib.util.spec_from_file_location("eval_entry_point", ROOT / "eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = _compose(["checkpoints={learned_ycbcr: null, learned: [a.ckpt]}"])
+    out = module._checkpoints(cfg.checkpoints)
+    assert out["learned_ycbcr"] == [str(p) for p in zoo.curves()["learned_ycbcr"]] and out["learned_ycbcr"]
+    assert out["learned"][0].endswith("a.ckpt") and set(out) == {"learned_ycbcr", "learned"}
+    with pytest.raises(ValueError, match="no bundled models for curve 'learned_nothing'"):
+        module._checkpoints(_compose(["checkpoints={learned_nothing: null}"]).checkpoints)
