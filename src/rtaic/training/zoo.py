@@ -343,9 +343,8 @@ def export(args: argparse.Namespace) -> None:
 def _architecture_name(member: Member, man: dict, patch: bool) -> str:
     """The config name of a member's architecture; a finetune has its plain model's (it takes
     the architecture from that checkpoint, whatever its own overrides say)."""
-    parent = man["models"].get(member.finetune_of or "", {})
-    if member.finetune_of and parent.get("architecture"):
-        return parent["architecture"]
+    if member.finetune_of and man["models"].get(member.finetune_of, {}).get("architecture"):
+        return man["models"][member.finetune_of]["architecture"]
     name = next((o.split("=")[1] for o in member.overrides if o.startswith("model=")), "rtaic")
     return name + ("+patch" if patch else "")
 
