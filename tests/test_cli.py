@@ -229,6 +229,9 @@ def test_quality_and_model_names_pick_bundled_models(png, tmp_path, monkeypatch,
     # the ladder is the default model's family
     (models / "manifest.json").write_text(json.dumps({"default": "ycc", "models": entries}))
     assert zoo.quality_ladder() == ["ycc"]
+    # ... unless the manifest names the ladder's curve (a fast default outside it)
+    (models / "manifest.json").write_text(json.dumps({"default": "ycc", "ladder": "learned", "models": entries}))
+    assert zoo.quality_ladder() == ["low", "high"] and zoo.default_model() == models / "ycc.ckpt"
     (models / "manifest.json").write_text(json.dumps({"default": "low", "models": entries}))
     for args, name in ((["--quality", "2"], "high"), (["--quality", "1"], "low"), (["--model", "old"], "old")):
         out = tmp_path / f"{name}.rtaic"

@@ -93,14 +93,15 @@ def curves() -> dict[str, list[Path]]:
 
 
 def quality_ladder() -> list[str]:
-    """Names of the models of the default model's family (its RD curve: the YCbCr models
-    since they measured smaller files than the RGB ones in RGB too; the RGB models when
-    the default is RGB or there is none), lowest rate first: ``rtaic compress --quality N``
-    picks the N-th (1-based)."""
+    """Names of the models of one RD curve, lowest rate first: ``rtaic compress --quality N``
+    picks the N-th (1-based). The curve is the manifest's ``ladder`` when it names one (the
+    default model can sit outside it: a fast model kept for decode speed), else the default
+    model's (the YCbCr models since they measured smaller files than the RGB ones in RGB
+    too), else the RGB models."""
     models = _current()
-    default = manifest().get("default")
-    default = finetuned_versions().get(default, default)
-    family = models[default]["curve"] if default in models else names.OURS
+    man = manifest()
+    default = finetuned_versions().get(man.get("default"), man.get("default"))
+    family = man.get("ladder") or (models[default]["curve"] if default in models else names.OURS)
     ladder = [n for n, e in models.items() if e["curve"] == family]
     return sorted(ladder, key=lambda n: models[n].get("target_bpp", 0))
 

@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT, TINY_OVERRIDES
+from rtaic import zoo
 from rtaic.codec import load_codec, model_fingerprint
 from rtaic.training import zoo as zoo_runner
 
@@ -135,6 +136,22 @@ def test_a_new_recipe_replaces_a_shipped_model_under_its_name(tmp_path, monkeypa
     by = {m.name: m for m in members}
     assert by["trunk_patch"].bundled_entry()["member"] == "trunk_patch" and by["trunk_patch"].total_steps() == 2
     assert by["trunk"].bundled_entry() is None
+    # the replaced design ships on under another name, on its own curve, as the default (a
+    # fast model outside the --quality ladder, which the manifest then names)
+    recipe["members"]["trunk"].update({"export": True, "export_as": "trunk_fast", "curve": "learned_fast"})
+    recipe.update({"default": "trunk_fast", "ladder": "learned"})
+    open(config, "w").write(yaml.safe_dump(recipe))
+    zoo_runner.main(["export", "--only", "trunk", *args])
+    manifest = json.loads((models / "manifest.json").read_text())
+    fast = manifest["models"]["trunk_fast"]
+    assert fast["member"] == "trunk" and fast["fingerprint"] == old["fingerprint"] and fast["curve"] == "learned_fast"
+    assert manifest["models"]["trunk"] == entry and (manifest["default"], manifest["ladder"]) == ("trunk_fast", "learned")
+    monkeypatch.setattr(zoo, "MODELS_DIR", models)
+    monkeypatch.setattr(zoo, "MANIFEST", models / "manifest.json")
+    assert zoo.default_model() == models / "trunk_fast.ckpt" and zoo.quality_ladder() == ["trunk"]
+    assert zoo.curves() == {"learned": [models / "trunk.ckpt"], "learned_fast": [models / "trunk_fast.ckpt"]}
+    _, members = zoo_runner.load_members(config, models)
+    by = {m.name: m for m in members}
     # a new machine (no local runs): a member laddered from trunk_patch starts from its
     # export, which ships under the name "trunk"
     shutil.rmtree(tmp_path / "work")
@@ -148,7 +165,6 @@ def test_a_finetune_stage_pairs_with_its_plain_model_and_follows_it(tmp_path, mo
     export replaces the plain model in the curves and as the default while the plain model
     is the one it froze; when the plain model is exported anew the finetune drops out and
     its next round starts again from the new plain model."""
-    from rtaic import zoo
 
     monkeypatch.chdir(ROOT)
     models = tmp_path / "models"

@@ -53,6 +53,7 @@ class Member:
     models_dir: Path = zoo.MODELS_DIR  # where the bundled exports live
     export_as: str | None = None  # the bundled model's name, when not the member's own
     finetune_of: str | None = None  # quantization-aware finetuning of this bundled model
+    curve: str | None = None  # its RD curve, when not its colour space's (e.g. the fast default)
 
     def parent_fingerprint(self) -> str | None:
         """The bundled fingerprint of the model a finetune starts from (None: not bundled)."""
@@ -148,7 +149,8 @@ def load_members(config: Path = CONFIG, models_dir: Path = zoo.MODELS_DIR) -> tu
         Member(name, _merge_overrides(cfg.get("common", []), m["overrides"]), m.get("init"),
                int(m["steps"]), int(m.get("start_after", 0)),
                int(m.get("round_steps", cfg["round_steps"])), bool(m.get("export", True)),
-               workdir / name, Path(models_dir), m.get("export_as"), m.get("finetune_of"))  # fmt: skip
+               workdir / name, Path(models_dir), m.get("export_as"), m.get("finetune_of"),
+               m.get("curve"))  # fmt: skip
         for name, m in cfg["members"].items()
     ]
     return cfg, members
@@ -323,8 +325,8 @@ def export(args: argparse.Namespace) -> None:
             "member": m.name,
             "architecture": _architecture_name(m, man, arch.patch),
             "target_bpp": float(next(o.split("=")[1] for o in m.overrides if o.startswith("target_bpp="))),
-            "curve": names.curve("gan") if "experiment=gan" in m.overrides else
-                     names.curve("ycbcr") if arch.color_space == "ycbcr" else names.curve(),
+            "curve": m.curve or (names.curve("gan") if "experiment=gan" in m.overrides else
+                                 names.curve("ycbcr") if arch.color_space == "ycbcr" else names.curve()),
             "color_space": arch.color_space, "latent_channels": arch.latent_channels, "steps": steps,
             "recipe": {"init": m.init, "overrides": m.overrides},
             "val": _val(m.last),
@@ -337,6 +339,8 @@ def export(args: argparse.Namespace) -> None:
         print(f"exported {m.name} as {m.product}: {steps} steps, val {entry['val']}")
     if cfg.get("default") in man["models"]:
         man["default"] = cfg["default"]
+    if cfg.get("ladder"):
+        man["ladder"] = cfg["ladder"]
     (models_dir / zoo.MANIFEST.name).write_text(json.dumps(man, indent=2) + "\n")
 
 
