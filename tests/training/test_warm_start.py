@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from rtaic.nn.autoencoder import Architecture, Autoencoder
@@ -251,3 +252,48 @@ def test_a_run_started_again_from_its_export_keeps_its_acr_coefficient(train_cfg
     assert float(model.acr_alpha) == 1.0
     load_warm_start(model, str(tmp_path / "export.ckpt"))
     assert float(model.acr_alpha) == pytest.approx(0.0123)
+
+
+class _WorseEveryTime(pl.LightningModule):
+    """A score that only falls: Lightning's top-k file stays at the first validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, _):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, _):
+        self.log("score", -float(self.global_step))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class _ReadLast(pl.Callback):
+    """The step of ``last`` as training goes on after each validation (Lightning runs the
+    checkpoint callbacks after all others, so it is read at the next batch)."""
+
+    def __init__(self, path):
+        self.path, self.steps, self.validated = path, [], False
+
+    def on_validation_end(self, trainer, pl_module):
+        self.validated = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.validated:
+            self.steps.append(torch.load(self.path, weights_only=False)["global_step"])
+            self.validated = False
+
+
+def test_last_is_written_at_every_validation_even_when_the_score_stalls(tmp_path):
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 2)), batch_size=2)
+    checkpoint = AtomicModelCheckpoint(dirpath=tmp_path, monitor="score", mode="max", save_last=True, save_top_k=1)
+    reader = _ReadLast(tmp_path / "last.ckpt")
+    trainer = pl.Trainer(max_steps=6, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0,
+                         callbacks=[checkpoint, reader], logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(_WorseEveryTime(), data, data)
+    assert reader.steps == [2, 4]  # [2, 2] with Lightning's own rule
+    assert torch.load(checkpoint.best_model_path, weights_only=False)["global_step"] == 2

@@ -22,6 +22,16 @@ class AtomicModelCheckpoint(ModelCheckpoint):
     their steps that way.
     """
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Lightning (2.6) writes ``last`` only when the monitored score improved, so a run
+        whose score stalls (a rate drifting from its target lowers it) kept its first
+        checkpoint while it trained on: a kill lost every step since. ``last`` is written
+        at every validation here."""
+        super().on_validation_end(trainer, pl_module)
+        if (self.save_last and not self._should_skip_saving_checkpoint(trainer)
+                and not self._should_save_on_train_epoch_end(trainer)):  # fmt: skip
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_train_end(self, trainer, pl_module) -> None:
         super().on_train_end(trainer, pl_module)
         if self.save_last and trainer.global_step > self._last_global_step_saved:
