@@ -100,8 +100,10 @@ def quality_ladder() -> list[str]:
     too), else the RGB models."""
     models = _current()
     man = manifest()
-    default = finetuned_versions().get(man.get("default"), man.get("default"))
-    family = man.get("ladder") or (models[default]["curve"] if default in models else names.OURS)
+    family = man.get("ladder")
+    if not family:
+        default = _finetuned_pairs(man["models"]).get(man.get("default"), man.get("default"))
+        family = models[default]["curve"] if default in models else names.OURS
     ladder = [n for n, e in models.items() if e["curve"] == family]
     return sorted(ladder, key=lambda n: models[n].get("target_bpp", 0))
 
